@@ -1,0 +1,16 @@
+"""Agora's Chalice application: registration only; routes live in chalicelib.api, rules in chalicelib.domain."""
+from chalice import Chalice
+
+from chalicelib.api.auth import auth
+from chalicelib.api.http import MULTIPART, rewrite_chalice_errors
+from chalicelib.api.tracking_artifacts import artifacts_bp
+from chalicelib.api.tracking_experiments import experiments_bp
+from chalicelib.api.tracking_runs import runs_bp
+from chalicelib.events.artifact_uploads import uploads_bp
+
+app = Chalice(app_name="agora", configure_logs=False)
+app.api.binary_types.append(MULTIPART)
+app.register_middleware(rewrite_chalice_errors, "http")
+
+for blueprint in (auth, experiments_bp, runs_bp, artifacts_bp, uploads_bp):
+    app.register_blueprint(blueprint)

@@ -1,0 +1,157 @@
+"""The one way a route is declared: authentication, body parsing and error mapping written once."""
+from __future__ import annotations
+
+import functools
+import json
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any, Callable, Optional, TypeVar
+from urllib.parse import parse_qs
+
+from chalice import Blueprint, Response
+from pydantic import BaseModel, ValidationError
+
+from chalicelib.api.auth import ANONYMOUS, api_key_authorizer, principal_context
+from chalicelib.domain.errors import (AgoraError, Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge,
+                                      Unauthenticated)
+from chalicelib.domain.records import Principal
+from chalicelib.domain.validation import parse_json_body
+
+JSON = "application/json"
+MULTIPART = "multipart/form-data"
+FORM = "application/x-www-form-urlencoded"
+
+STATUS = {InvalidInput: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, Conflict: 409, PayloadTooLarge: 413}
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def json_response(body: Any, status: int = 200, headers: Optional[dict[str, str]] = None) -> Response:
+    return Response(body=json.dumps(body, allow_nan=False), status_code=status,
+                    headers={"Content-Type": JSON, **(headers or {})})
+
+
+def error_response(status: int, detail: Any) -> Response:
+    return json_response({"detail": detail}, status)
+
+
+def redirect(location: str) -> Response:
+    return Response(body="", status_code=303, headers={"Location": location, "Cache-Control": "no-store"})
+
+
+def validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors(include_url=False)]
+
+
+class Request:
+    """What a view reads of a request: the principal, parsed query and body."""
+
+    def __init__(self, raw: Any, principal: Principal) -> None:
+        self.raw = raw
+        self.principal = principal
+
+    @property
+    def tenant_id(self) -> str:
+        return self.principal.tenant_id
+
+    def query(self, name: str) -> Optional[str]:
+        return (self.raw.query_params or {}).get(name)
+
+    def int_query(self, name: str, default: Optional[int] = None) -> Optional[int]:
+        text = self.query(name)
+        if text is None or text == "":
+            return default
+        try:
+            return int(text)
+        except ValueError as exc:
+            raise InvalidInput(f"{name} must be a whole number, got {text!r}") from exc
+
+    def body(self, model: type[Model]) -> Model:
+        data = parse_json_body(self.raw.raw_body)
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidInput(validation_detail(exc)) from exc
+
+    def form_fields(self) -> dict[str, str]:
+        """An urlencoded form's fields (first value of each)."""
+        parsed = parse_qs((self.raw.raw_body or b"").decode("utf-8", "replace"), keep_blank_values=True)
+        return {k: v[0] for k, v in parsed.items()}
+
+    def multipart_file(self, field: str, max_bytes: int) -> tuple[str, bytes, str]:
+        """(filename, content, content type) of one file field of a multipart/form-data body."""
+        body = self.raw.raw_body or b""
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(
+                f"upload is {len(body)} bytes; this route takes at most {max_bytes} bytes (API Gateway's limit). "
+                "For larger files ask POST /api/v1/experiments/runs/{id}/artifact-uploads for a presigned upload.")
+        content_type = self.raw.headers.get("content-type", "")
+        message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+        if not message.is_multipart():
+            raise InvalidInput("body must be multipart/form-data with a file field named 'file'")
+        for part in message.iter_parts():
+            if part.get_param("name", header="content-disposition") == field:
+                filename = part.get_filename() or ""
+                if not filename:
+                    raise InvalidInput(f"multipart field {field!r} has no filename")
+                return filename, part.get_payload(decode=True) or b"", part.get_content_type()
+        raise InvalidInput(f"multipart body has no file field named {field!r}")
+
+
+class Api:
+    """Declares routes on a blueprint so that every one authenticates and maps errors the same way.
+
+    `access` is "tenant" (any valid key), "admin" (the admin key), "form" (key in the header or, for
+    browser downloads, in an `authorization` form field; no API Gateway authorizer) or "public".
+    """
+
+    def __init__(self, import_name: str) -> None:
+        self.blueprint = Blueprint(import_name)
+
+    def route(self, path: str, methods: tuple[str, ...] = ("GET",), *, access: str = "tenant",
+              content_types: tuple[str, ...] = (JSON,), status: int = 200) -> Callable:
+        def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(view)
+            def handler(**path_params: str) -> Response:
+                raw = self.blueprint.current_request
+                try:
+                    request = Request(raw, _principal(raw, access))
+                    result = view(request, **path_params)
+                except AgoraError as exc:
+                    return error_response(STATUS[type(exc)], exc.detail)
+                return result if isinstance(result, Response) else json_response(result, status)
+
+            self.blueprint.route(path, methods=list(methods), content_types=list(content_types),
+                                 authorizer=api_key_authorizer if access in ("tenant", "admin") else None)(handler)
+            return view
+
+        return decorator
+
+
+def _principal(raw: Any, access: str) -> Principal:
+    if access == "public":
+        return Principal(tenant_id="", role=ANONYMOUS)
+    if access == "form":
+        header = raw.headers.get("authorization")
+        if header is None and raw.headers.get("content-type", "").startswith(FORM):
+            header = Request(raw, Principal("", ANONYMOUS)).form_fields().get("authorization")
+        context = principal_context(header)
+    else:
+        context = (raw.context or {}).get("authorizer") or {}
+    role = context.get("role", ANONYMOUS)
+    if role == ANONYMOUS:
+        raise Unauthenticated("missing or unknown API key: send 'Authorization: Bearer <key>'")
+    principal = Principal(tenant_id=context.get("tenant_id", ""), role=role)
+    if access == "admin" and not principal.is_admin:
+        raise Forbidden("this action needs the admin key")
+    return principal
+
+
+def rewrite_chalice_errors(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    """HTTP middleware: Chalice's own errors (415, 405, 500 ...) answer `{"detail": ...}` like ours."""
+    response = get_response(event)
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and "Message" in body and "Code" in body:
+        response.body = json.dumps({"detail": body["Message"]})
+        response.headers["Content-Type"] = JSON
+    return response

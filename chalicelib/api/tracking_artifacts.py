@@ -1,0 +1,42 @@
+"""Tracking API: run artifacts, direct (multipart) and presigned uploads, listing, downloads."""
+from __future__ import annotations
+
+from chalice import Response
+
+from chalicelib.api.http import MULTIPART, Api, Request, redirect
+from chalicelib.domain.artifacts import artifact_path
+from chalicelib.domain.errors import InvalidInput
+from chalicelib.domain.tracking_models import ArtifactUploadRequest
+from chalicelib.wiring import services
+
+api = Api(__name__)
+artifacts_bp = api.blueprint
+RUNS = "/api/v1/experiments/runs"
+# A Lambda proxy request is at most 6 MB and a binary body arrives base64-encoded (4/3 larger)
+MAX_DIRECT_UPLOAD_BYTES = 4 * 1024 * 1024
+
+
+@api.route(RUNS + "/{run_id}/log-artifact", ("POST",), content_types=(MULTIPART,))
+def log_artifact(request: Request, run_id: str) -> dict:
+    filename, data, content_type = request.multipart_file("file", MAX_DIRECT_UPLOAD_BYTES)
+    path = artifact_path(request.query("artifact_path"), filename)
+    return services().artifacts.upload(request.tenant_id, run_id, path, data, content_type).to_json()
+
+
+@api.route(RUNS + "/{run_id}/artifacts", ("GET",))
+def list_artifacts(request: Request, run_id: str) -> dict:
+    return {"artifacts": [a.to_json() for a in services().artifacts.list(request.tenant_id, run_id)]}
+
+
+@api.route(RUNS + "/{run_id}/artifacts/download", ("GET",))
+def download_artifact(request: Request, run_id: str) -> Response:
+    path = request.query("path")
+    if not path:
+        raise InvalidInput("query parameter 'path' is required")
+    return redirect(services().artifacts.download_url(request.tenant_id, run_id, path))
+
+
+@api.route(RUNS + "/{run_id}/artifact-uploads", ("POST",), status=201)
+def presign_artifact_upload(request: Request, run_id: str) -> dict:
+    body = request.body(ArtifactUploadRequest)
+    return services().artifacts.upload_form(request.tenant_id, run_id, body.path, body.content_type)

@@ -1,0 +1,45 @@
+"""Tracking API: experiments (`/api/v1/experiments`)."""
+from __future__ import annotations
+
+from chalicelib.api.http import Api, Request
+from chalicelib.domain.tracking_models import ExperimentCreate, ExperimentPatch
+from chalicelib.wiring import services
+
+api = Api(__name__)
+experiments_bp = api.blueprint
+PREFIX = "/api/v1/experiments"
+
+
+@api.route(PREFIX, ("POST",), status=201)
+def create_experiment(request: Request) -> dict:
+    return services().experiments.create(request.tenant_id, request.body(ExperimentCreate)).to_json()
+
+
+@api.route(PREFIX, ("GET",))
+def list_experiments(request: Request) -> dict:
+    limit = request.int_query("limit", 100)
+    offset = request.int_query("offset", 0)
+    found, total = services().experiments.search(request.tenant_id, request.query("search"),
+                                                 request.query("lifecycle_stage") or "active", limit, offset)
+    return {"experiments": [e.to_json() for e in found], "total": total, "limit": limit, "offset": offset}
+
+
+@api.route(PREFIX + "/{experiment_id}", ("GET",))
+def get_experiment(request: Request, experiment_id: str) -> dict:
+    return services().experiments.get(request.tenant_id, experiment_id).to_json()
+
+
+@api.route(PREFIX + "/{experiment_id}", ("PATCH",))
+def update_experiment(request: Request, experiment_id: str) -> dict:
+    patch = request.body(ExperimentPatch)
+    return services().experiments.update(request.tenant_id, experiment_id, patch).to_json()
+
+
+@api.route(PREFIX + "/{experiment_id}", ("DELETE",))
+def delete_experiment(request: Request, experiment_id: str) -> dict:
+    return services().experiments.delete(request.tenant_id, experiment_id).to_json()
+
+
+@api.route(PREFIX + "/{experiment_id}/restore", ("POST",))
+def restore_experiment(request: Request, experiment_id: str) -> dict:
+    return services().experiments.restore(request.tenant_id, experiment_id).to_json()

@@ -1,0 +1,74 @@
+"""Tracking API: runs, logging, history and comparison (`/api/v1/experiments/runs`)."""
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+from chalicelib.api.http import Api, Request
+from chalicelib.domain.tracking_models import CompareRuns, LogBatch, LogMetrics, LogParams, RunCreate, RunEnd
+from chalicelib.wiring import services
+
+api = Api(__name__)
+runs_bp = api.blueprint
+RUNS = "/api/v1/experiments/runs"
+
+
+@api.route(RUNS, ("POST",), status=201)
+def create_run(request: Request) -> dict:
+    return services().runs.create(request.tenant_id, request.body(RunCreate)).to_json()
+
+
+@api.route(RUNS, ("GET",))
+def list_runs(request: Request) -> dict:
+    limit = request.int_query("limit", 100)
+    offset = request.int_query("offset", 0)
+    found, total = services().runs.search(request.tenant_id, request.query("experiment_id"), request.query("status"),
+                                          limit, offset)
+    return {"runs": [r.to_json() for r in found], "total": total, "limit": limit, "offset": offset}
+
+
+@api.route(RUNS + "/compare", ("POST",))
+def compare_runs(request: Request) -> dict:
+    body = request.body(CompareRuns)
+    return services().runs.compare(request.tenant_id, body.run_ids, body.metric_keys)
+
+
+@api.route(RUNS + "/{run_id}", ("GET",))
+def get_run(request: Request, run_id: str) -> dict:
+    return services().runs.get(request.tenant_id, run_id).to_json()
+
+
+@api.route(RUNS + "/{run_id}/log-metrics", ("POST",))
+def log_metrics(request: Request, run_id: str) -> dict:
+    body = request.body(LogMetrics)
+    return {"logged": services().runs.log(request.tenant_id, run_id, metrics=body.metrics).metrics}
+
+
+@api.route(RUNS + "/{run_id}/log-params", ("POST",))
+def log_params(request: Request, run_id: str) -> dict:
+    body = request.body(LogParams)
+    return {"logged": services().runs.log(request.tenant_id, run_id, params=body.params).params}
+
+
+@api.route(RUNS + "/{run_id}/log-batch", ("POST",))
+def log_batch(request: Request, run_id: str) -> dict:
+    body = request.body(LogBatch)
+    logged = services().runs.log(request.tenant_id, run_id, metrics=body.metrics,
+                                 params={p.key: p.value for p in body.params},
+                                 tags={t.key: t.value for t in body.tags})
+    return {"metrics": logged.metrics, "params": logged.params, "tags": logged.tags}
+
+
+@api.route(RUNS + "/{run_id}/end", ("POST",))
+def end_run(request: Request, run_id: str) -> dict:
+    return services().runs.end(request.tenant_id, run_id, request.body(RunEnd).status).to_json()
+
+
+@api.route(RUNS + "/{run_id}/metrics/{key}", ("GET",))
+def metric_history(request: Request, run_id: str, key: str) -> dict:
+    # a key with '/' travels percent-encoded (%2F) in its path segment
+    return services().history.read(
+        request.tenant_id, run_id, unquote(key),
+        start_step=request.int_query("start_step"), end_step=request.int_query("end_step"),
+        page_token=request.query("page_token"), limit=request.int_query("limit", 1_000),
+        max_points=request.int_query("max_points"),
+    )

@@ -1,0 +1,94 @@
+"""Run artifacts: direct uploads, presigned uploads registered when they land, listing, downloads."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Optional
+
+from chalicelib.domain import validation as rules
+from chalicelib.domain.clock import iso
+from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
+from chalicelib.domain.records import Artifact, Run
+from chalicelib.store import keys
+from chalicelib.store.objects import UPLOAD_URL_SECONDS
+
+if TYPE_CHECKING:
+    from chalicelib.domain.runs import RunService
+    from chalicelib.store.objects import ObjectStore
+    from chalicelib.store.runs import RunStore
+
+logger = logging.getLogger(__name__)
+
+
+def artifact_path(directory: Optional[str], filename: str) -> str:
+    """Join the optional artifact directory and the file name, refusing anything that escapes the run."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    path = f"{directory.strip('/')}/{name}" if directory and directory.strip("/") else name
+    try:
+        rules.check_relative_path(path, "artifact path")
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+    if len(path) > 1024:
+        raise InvalidInput("artifact path is longer than 1024 characters")
+    return path
+
+
+@dataclass
+class ArtifactService:
+    runs: RunService
+    run_store: RunStore
+    objects: ObjectStore
+
+    def upload(self, tenant_id: str, run_id: str, path: str, data: bytes, content_type: str) -> Artifact:
+        run = self._writable_run(tenant_id, run_id)
+        info = self.objects.put(keys.run_artifact_key(tenant_id, run.experiment_id, run.id, path), data, content_type)
+        artifact = Artifact(path=path, size=info.size, last_modified=iso(info.last_modified_ms), checksum=info.checksum)
+        self.run_store.put_artifact(tenant_id, run.id, artifact)
+        return artifact
+
+    def list(self, tenant_id: str, run_id: str) -> list[Artifact]:
+        run = self.runs.get(tenant_id, run_id)
+        return sorted(self.run_store.list_artifacts(tenant_id, run.id), key=lambda a: a.path)
+
+    def download_url(self, tenant_id: str, run_id: str, path: str) -> str:
+        run = self.runs.get(tenant_id, run_id)
+        if self.run_store.get_artifact(tenant_id, run.id, path) is None:
+            raise NotFound(f"run {run_id} has no artifact {path!r}")
+        return self.objects.download_url(keys.run_artifact_key(tenant_id, run.experiment_id, run.id, path),
+                                         path.rsplit("/", 1)[-1])
+
+    def upload_form(self, tenant_id: str, run_id: str, path: str, content_type: str) -> dict:
+        run = self._writable_run(tenant_id, run_id)
+        form = self.objects.upload_form(keys.run_artifact_key(tenant_id, run.experiment_id, run.id, path), content_type)
+        expires = datetime.now(timezone.utc) + timedelta(seconds=UPLOAD_URL_SECONDS)
+        return {"url": form["url"], "fields": form["fields"], "path": path,
+                "expires_at": expires.isoformat(timespec="seconds")}
+
+    def register_object(self, object_key: str) -> str:
+        """Record an object that landed in S3; returns what was done, for the log. Never raises for bad keys."""
+        parsed = keys.parse_run_artifact_key(object_key)
+        if parsed is None:
+            return "ignored: outside the run artifact layout"
+        tenant_id, experiment_id, run_id, path = parsed
+        try:
+            rules.check_relative_path(path)
+        except ValueError:
+            return "ignored: path escapes the run"
+        run = self.run_store.get(tenant_id, run_id)
+        if run is None or run.experiment_id != experiment_id:
+            return "ignored: no such run for that tenant and experiment"
+        info = self.objects.head(object_key)
+        if info is None:
+            return "ignored: object is gone"
+        self.run_store.put_artifact(tenant_id, run_id, Artifact(path=path, size=info.size,
+                                                                last_modified=iso(info.last_modified_ms),
+                                                                checksum=info.checksum))
+        return "registered"
+
+    def _writable_run(self, tenant_id: str, run_id: str) -> Run:
+        run = self.runs.get(tenant_id, run_id)
+        exp = self.runs.experiments.store.get(tenant_id, run.experiment_id)
+        if exp is None or not exp.active:
+            raise Conflict(f"experiment {run.experiment_id} of run {run_id} is deleted; restore it first")
+        return run

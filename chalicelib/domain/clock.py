@@ -1,0 +1,34 @@
+"""Time and ids: ISO-8601 UTC for people, epoch milliseconds for metrics, ULIDs for records."""
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def now_iso() -> str:
+    return iso(now_ms())
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def new_id() -> str:
+    """A ULID in lower case: 48 bits of milliseconds then 80 random bits, so ids sort by creation time."""
+    value = (now_ms() << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars)).lower()

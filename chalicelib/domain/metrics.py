@@ -1,0 +1,116 @@
+"""Metric points: ordering, the "latest" rule, chunking into content-addressed chunks, downsampling.
+
+A chunk is a sorted, de-duplicated run of points of one (run, key). Its identity is a digest of
+its content, so a retried request rebuilds the same chunks and overwrites them instead of adding
+copies; reads merge chunks and drop identical points that separate requests may have stored twice.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from chalicelib.domain.validation import metric_value_to_json
+
+MAX_POINTS_PER_CHUNK = 2_000  # ~60 KB of JSON: far below DynamoDB's 400 KB item limit
+
+
+@dataclass(frozen=True, order=False)
+class MetricPoint:
+    step: int
+    timestamp: int
+    value: float
+
+    @property
+    def order(self) -> tuple[int, int, float]:
+        """(step, timestamp, value) with NaN lowest: MLflow's ordering, and the "latest" rule."""
+        return (self.step, self.timestamp, -math.inf if math.isnan(self.value) else self.value)
+
+    @property
+    def identity(self) -> tuple[int, int, str]:
+        """Equality that treats NaN as equal to NaN (float equality does not)."""
+        return (self.step, self.timestamp, repr(self.value))
+
+    def to_row(self) -> list:
+        return [self.step, self.timestamp, metric_value_to_json(self.value)]
+
+    @classmethod
+    def from_row(cls, row: Sequence) -> MetricPoint:
+        step, timestamp, value = row
+        if isinstance(value, str):
+            value = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[value]
+        return cls(int(step), int(timestamp), float(value))
+
+    def to_json(self) -> dict:
+        return {"step": self.step, "value": metric_value_to_json(self.value), "timestamp": self.timestamp}
+
+
+def sort_unique(points: Iterable[MetricPoint]) -> list[MetricPoint]:
+    """Points in (step, timestamp, value) order with identical points kept once."""
+    unique = {point.identity: point for point in points}
+    return sorted(unique.values(), key=lambda p: (p.order, p.identity))
+
+
+def latest(points: Iterable[MetricPoint]) -> MetricPoint | None:
+    return max(points, key=lambda p: p.order, default=None)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    points: tuple[MetricPoint, ...]
+
+    @property
+    def min_step(self) -> int:
+        return self.points[0].step
+
+    @property
+    def max_step(self) -> int:
+        return self.points[-1].step
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.encoded_points().encode()).hexdigest()[:24]
+
+    def encoded_points(self) -> str:
+        return json.dumps([p.to_row() for p in self.points], separators=(",", ":"))
+
+    def value_range(self) -> tuple[float | None, float | None]:
+        finite = [p.value for p in self.points if not math.isnan(p.value)]
+        return (min(finite), max(finite)) if finite else (None, None)
+
+
+def decode_points(encoded: str) -> list[MetricPoint]:
+    return [MetricPoint.from_row(row) for row in json.loads(encoded)]
+
+
+def chunk(points: Iterable[MetricPoint], size: int = MAX_POINTS_PER_CHUNK) -> list[Chunk]:
+    """Split sorted, unique points into chunks of at most `size` points (deterministic, so retries match)."""
+    ordered = sort_unique(points)
+    return [Chunk(tuple(ordered[i : i + size])) for i in range(0, len(ordered), size)]
+
+
+def downsample(points: Sequence[MetricPoint], max_points: int) -> list[MetricPoint]:
+    """Keep at most `max_points`: split the points into equal-count buckets, keep each bucket's min and max.
+
+    Spikes survive (unlike MLflow's one-pick-per-bucket sampling) because the extreme values of every
+    bucket are kept; NaN points are only kept for buckets that have nothing else.
+    """
+    if len(points) <= max_points:
+        return list(points)
+    buckets = max(1, max_points // 2)
+    kept: list[MetricPoint] = []
+    total = len(points)
+    for b in range(buckets):
+        bucket = points[b * total // buckets : (b + 1) * total // buckets]
+        if not bucket:
+            continue
+        finite = [p for p in bucket if not math.isnan(p.value)]
+        if not finite:
+            kept.append(bucket[0])
+            continue
+        low = min(finite, key=lambda p: p.value)
+        high = max(finite, key=lambda p: p.value)
+        kept.extend(sorted({low.identity: low, high.identity: high}.values(), key=lambda p: (p.order, p.identity)))
+    return kept

@@ -1,0 +1,135 @@
+"""Request and response models of the tracking API (DESIGN.md section 4), validated with pydantic."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Optional
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
+
+from chalicelib.domain import validation as rules
+
+Key = Annotated[StrictStr, AfterValidator(rules.check_key)]
+Name = Annotated[StrictStr, Field(min_length=1, max_length=255)]
+Description = Annotated[StrictStr, Field(max_length=1_000)]
+TagValue = Annotated[StrictStr, Field(max_length=rules.MAX_TAG_VALUE_LENGTH)]
+ParamValue = Annotated[StrictStr, Field(max_length=rules.MAX_PARAM_VALUE_LENGTH)]
+EpochMillis = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
+Step = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+RunStatus = Literal["RUNNING", "FINISHED", "FAILED", "KILLED"]
+EndStatus = Literal["FINISHED", "FAILED", "KILLED"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_name(name: Optional[str]) -> Optional[str]:
+    if name is not None and not name.strip():
+        raise ValueError("name must not be blank")
+    return name
+
+
+class ExperimentCreate(_Request):
+    name: Name
+    description: Description = ""
+    tags: dict[Key, TagValue] = Field(default_factory=dict, max_length=rules.MAX_BATCH_TAGS)
+
+    _name = field_validator("name")(_check_name)
+
+
+class ExperimentPatch(_Request):
+    """Partial update; a tag whose value is null is removed."""
+
+    name: Optional[Name] = None
+    description: Optional[Description] = None
+    tags: Optional[dict[Key, Optional[TagValue]]] = Field(default=None, max_length=rules.MAX_BATCH_TAGS)
+
+    _name = field_validator("name")(_check_name)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ExperimentPatch:
+        if self.name is None and self.description is None and self.tags is None:
+            raise ValueError("give at least one of name, description, tags")
+        return self
+
+
+class RunCreate(_Request):
+    experiment_id: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    name: Optional[Name] = None
+    description: Description = ""
+    tags: dict[Key, TagValue] = Field(default_factory=dict, max_length=rules.MAX_BATCH_TAGS)
+
+    _name = field_validator("name")(_check_name)
+
+
+class MetricIn(_Request):
+    key: Key
+    value: Any
+    step: Step = 0
+    timestamp: Optional[EpochMillis] = None
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, raw: Any) -> float:
+        return rules.metric_value(raw)
+
+
+class KeyValue(_Request):
+    key: Key
+    value: StrictStr
+
+
+class LogMetrics(_Request):
+    metrics: list[MetricIn] = Field(max_length=rules.MAX_BATCH_METRICS)
+
+
+class LogParams(_Request):
+    params: dict[Key, ParamValue] = Field(max_length=rules.MAX_BATCH_PARAMS)
+
+
+class LogBatch(_Request):
+    metrics: list[MetricIn] = Field(default_factory=list, max_length=rules.MAX_BATCH_METRICS)
+    params: list[KeyValue] = Field(default_factory=list, max_length=rules.MAX_BATCH_PARAMS)
+    tags: list[KeyValue] = Field(default_factory=list, max_length=rules.MAX_BATCH_TAGS)
+
+    @model_validator(mode="after")
+    def _limits(self) -> LogBatch:
+        total = len(self.metrics) + len(self.params) + len(self.tags)
+        if total > rules.MAX_BATCH_ENTITIES:
+            raise ValueError(f"a batch holds at most {rules.MAX_BATCH_ENTITIES} metrics, params and tags in all; got {total}")
+        seen: set[str] = set()
+        for param in self.params:
+            if param.key in seen:
+                raise ValueError(f"param {param.key!r} appears more than once in the batch")
+            seen.add(param.key)
+            if len(param.value) > rules.MAX_PARAM_VALUE_LENGTH:
+                raise ValueError(f"param {param.key!r} value is longer than {rules.MAX_PARAM_VALUE_LENGTH} characters")
+        for tag in self.tags:
+            if len(tag.value) > rules.MAX_TAG_VALUE_LENGTH:
+                raise ValueError(f"tag {tag.key!r} value is longer than {rules.MAX_TAG_VALUE_LENGTH} characters")
+        return self
+
+
+class RunEnd(_Request):
+    status: EndStatus = "FINISHED"
+
+
+class CompareRuns(_Request):
+    run_ids: list[Annotated[StrictStr, Field(min_length=1, max_length=64)]] = Field(min_length=2, max_length=10)
+    metric_keys: Optional[list[Key]] = Field(default=None, max_length=100)
+
+    @field_validator("run_ids")
+    @classmethod
+    def _distinct(cls, run_ids: list[str]) -> list[str]:
+        if len(set(run_ids)) != len(run_ids):
+            raise ValueError("run_ids must be distinct")
+        return run_ids
+
+
+class ArtifactUploadRequest(_Request):
+    path: Annotated[StrictStr, Field(min_length=1, max_length=1_024)]
+    content_type: Annotated[StrictStr, Field(min_length=1, max_length=255)] = "application/octet-stream"
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, path: str) -> str:
+        return rules.check_relative_path(path, "path")

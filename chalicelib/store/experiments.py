@@ -1,0 +1,86 @@
+"""Experiments in DynamoDB: one item each under the tenant, plus a guard item per active name."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from chalicelib.domain.errors import Conflict
+from chalicelib.domain.records import Experiment
+from chalicelib.store import keys
+from chalicelib.store.directory import Directory
+from chalicelib.store.dynamo import Table, TransactionCancelled, transact
+
+_FIELDS = ("id", "name", "description", "artifact_location", "lifecycle_stage", "tags", "created_at",
+           "updated_at", "deleted_at", "version")
+
+
+def _to_values(exp: Experiment) -> dict[str, Any]:
+    values = {name: getattr(exp, name) for name in _FIELDS}
+    values["tags"] = dict(exp.tags)
+    return {**keys.experiment_key(exp.tenant_id, exp.id), "tenant_id": exp.tenant_id, "kind": "experiment", **values}
+
+
+def _from_values(item: dict[str, Any]) -> Experiment:
+    return Experiment(
+        tenant_id=item["tenant_id"], id=item["id"], name=item["name"], description=item.get("description", ""),
+        artifact_location=item["artifact_location"], lifecycle_stage=item["lifecycle_stage"],
+        tags=dict(item.get("tags", {})), created_at=item["created_at"], updated_at=item["updated_at"],
+        deleted_at=item.get("deleted_at"), version=int(item.get("version", 0)),
+    )
+
+
+@dataclass
+class ExperimentStore:
+    table: Table
+    directory: Directory
+
+    def get(self, tenant_id: str, experiment_id: str) -> Optional[Experiment]:
+        item = self.table.get(keys.experiment_key(tenant_id, experiment_id))
+        return _from_values(item) if item else None
+
+    def list(self, tenant_id: str) -> list[Experiment]:
+        items = self.table.query("pk = :pk AND begins_with(sk, :prefix)", {}, {":pk": keys.tenant_pk(tenant_id), ":prefix": "EXP#"})
+        return [_from_values(item) for item in items]
+
+    def create(self, exp: Experiment) -> None:
+        actions = [
+            self.table.put_action(_to_values(exp), condition="attribute_not_exists(pk)"),
+            self._name_guard_put(exp),
+            self.directory.owner_action(exp.id, exp.tenant_id, "experiment"),
+        ]
+        try:
+            transact(self.table.client, actions)
+        except TransactionCancelled as exc:
+            if exc.reasons[1] == "ConditionalCheckFailed":
+                raise Conflict(f"an active experiment named {exp.name!r} already exists") from exc
+            raise
+
+    def replace(self, old: Experiment, new: Experiment) -> None:
+        """Write `new` over `old` if nobody changed it meanwhile; keep the name guards in step.
+
+        One transaction covers rename, soft delete and restore: the guard of the old name goes when
+        the experiment stops being active under it, the guard of the new name is taken (or the write
+        fails with 409) when it becomes active under it.
+        """
+        actions = [self.table.put_action(_to_values(new), condition="version = :v", params={":v": old.version})]
+        old_guard = old.name.casefold() if old.active else None
+        new_guard = new.name.casefold() if new.active else None
+        guard_index = None
+        if old_guard is not None and old_guard != new_guard:
+            actions.append(self.table.delete_action(keys.experiment_name_key(old.tenant_id, old.name),
+                                                    condition="experiment_id = :id", params={":id": old.id}))
+        if new_guard is not None and new_guard != old_guard:
+            guard_index = len(actions)
+            actions.append(self._name_guard_put(new))
+        try:
+            transact(self.table.client, actions)
+        except TransactionCancelled as exc:
+            if guard_index is not None and exc.reasons[guard_index] == "ConditionalCheckFailed":
+                raise Conflict(f"an active experiment named {new.name!r} already exists") from exc
+            if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
+                raise Conflict("the experiment was changed by another request; read it again and retry") from exc
+            raise
+
+    def _name_guard_put(self, exp: Experiment) -> dict[str, Any]:
+        return self.table.put_action({**keys.experiment_name_key(exp.tenant_id, exp.name), "experiment_id": exp.id},
+                                     condition="attribute_not_exists(pk)")

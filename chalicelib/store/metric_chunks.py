@@ -1,0 +1,76 @@
+"""Metric points in DynamoDB, many to an item: one item per content-addressed chunk of one (run, key)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+from chalicelib.domain.metrics import Chunk, MetricPoint, decode_points, sort_unique
+from chalicelib.store import keys
+from chalicelib.store.dynamo import Table
+
+
+@dataclass(frozen=True)
+class SeriesSummary:
+    count: int
+    min: Optional[float]
+    max: Optional[float]
+
+
+@dataclass
+class MetricChunkStore:
+    table: Table
+
+    def write(self, tenant_id: str, run_id: str, chunks: Iterable[tuple[str, Chunk]]) -> None:
+        """Write (key, chunk) pairs in batches of 25; a retried chunk lands on its own key again."""
+        items = []
+        for key, chunk in chunks:
+            low, high = chunk.value_range()
+            items.append({
+                "pk": keys.metric_pk(tenant_id, run_id, key),
+                "sk": keys.metric_chunk_sk(chunk.max_step, chunk.min_step, chunk.digest),
+                "points": chunk.encoded_points(),
+                "n": len(chunk.points),
+                "min_step": chunk.min_step,
+                "max_step": chunk.max_step,
+                "vmin": repr(low) if low is not None else None,
+                "vmax": repr(high) if high is not None else None,
+            })
+        if items:
+            self.table.batch_put(items)
+
+    def read(self, tenant_id: str, run_id: str, key: str, start_step: Optional[int] = None,
+             end_step: Optional[int] = None) -> list[MetricPoint]:
+        """Points with start_step <= step <= end_step, sorted, identical points once."""
+        condition, params = self._window(tenant_id, run_id, key, start_step)
+        filter_expression = None
+        if end_step is not None:
+            filter_expression = "min_step <= :end"
+            params[":end"] = end_step
+        points: list[MetricPoint] = []
+        for item in self.table.query(condition, {}, params, filter_expression=filter_expression,
+                                     projection="points", consistent=True):
+            points.extend(p for p in decode_points(item["points"])
+                          if (start_step is None or p.step >= start_step) and (end_step is None or p.step <= end_step))
+        return sort_unique(points)
+
+    def summary(self, tenant_id: str, run_id: str, key: str) -> SeriesSummary:
+        """Count, min and max of a series from the chunks' own statistics, without reading the points."""
+        condition, params = self._window(tenant_id, run_id, key, None)
+        count, low, high = 0, None, None
+        for item in self.table.query(condition, {}, params, projection="n, vmin, vmax", consistent=True):
+            count += int(item["n"])
+            if item.get("vmin") is not None:
+                value = float(item["vmin"])
+                low = value if low is None else min(low, value)
+            if item.get("vmax") is not None:
+                value = float(item["vmax"])
+                high = value if high is None else max(high, value)
+        return SeriesSummary(count, low, high)
+
+    def _window(self, tenant_id: str, run_id: str, key: str, start_step: Optional[int]) -> tuple[str, dict]:
+        params: dict = {":pk": keys.metric_pk(tenant_id, run_id, key)}
+        if start_step is None:
+            return "pk = :pk", params
+        # chunks are sorted by their last step: those reaching start_step are one key range
+        params[":from"] = keys.encode_step(start_step)
+        return "pk = :pk AND sk >= :from", params

@@ -1,0 +1,64 @@
+"""S3 objects: uploads, presigned downloads and presigned POST uploads, all under the tenant's prefix."""
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+DOWNLOAD_URL_SECONDS = 300
+UPLOAD_URL_SECONDS = 900
+MAX_PRESIGNED_UPLOAD_BYTES = 5 * 1024**3  # S3's single PUT/POST limit
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    last_modified_ms: int
+    checksum: Optional[str]
+
+
+@dataclass
+class ObjectStore:
+    client: S3Client
+    bucket: str
+
+    def put(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
+        digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
+                               ChecksumSHA256=digest)
+        return self.head(key) or ObjectInfo(key, len(data), 0, digest)
+
+    def head(self, key: str) -> Optional[ObjectInfo]:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        checksum = head.get("ChecksumSHA256") or head.get("ETag", "").strip('"') or None
+        modified = int(head["LastModified"].timestamp() * 1000)
+        return ObjectInfo(key, int(head["ContentLength"]), modified, checksum)
+
+    def download_url(self, key: str, filename: str) -> str:
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": key,
+                    "ResponseContentDisposition": f'attachment; filename="{filename}"'},
+            ExpiresIn=DOWNLOAD_URL_SECONDS,
+        )
+
+    def upload_form(self, key: str, content_type: str) -> dict[str, Any]:
+        """A presigned POST bound to exactly this key, this content type and S3's size limit."""
+        return self.client.generate_presigned_post(
+            Bucket=self.bucket, Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, MAX_PRESIGNED_UPLOAD_BYTES]],
+            ExpiresIn=UPLOAD_URL_SECONDS,
+        )

@@ -1,0 +1,56 @@
+"""Test fixtures: moto in-process, resources from infra/, tenants with keys, chalice's test client."""
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import boto3
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+from chalicelib import settings, wiring
+from chalicelib.domain.api_keys import hash_api_key
+from chalicelib.domain.records import Principal
+from devstack.resources import create_resources
+
+KEYS = {"tenant-a": "key-a", "tenant-b": "key-b"}
+ADMIN_KEY = "admin-key"
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv(settings.TOKEN_SECRET, "test-token-secret")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+
+
+@pytest.fixture
+def aws(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.session.Session]:
+    with mock_aws():
+        session = boto3.session.Session()
+        for name, value in create_resources(session).items():
+            monkeypatch.setenv(name, value)
+        wiring.reset()
+        directory = wiring.services().directory
+        for tenant, key in KEYS.items():
+            directory.put_api_key(hash_api_key(key), Principal(tenant, "tenant"))
+        directory.put_api_key(hash_api_key(ADMIN_KEY), Principal("", "admin"))
+        yield session
+        wiring.reset()
+
+
+@pytest.fixture
+def client(aws: boto3.session.Session) -> Iterator[Client]:
+    from app import app
+
+    with Client(app, stage_name="dev", project_dir=os.path.dirname(os.path.dirname(__file__))) as test_client:
+        yield test_client
+
+
+def auth(tenant: str = "tenant-a") -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEYS[tenant]}", "Content-Type": "application/json"}
