@@ -9,6 +9,13 @@ EXPERIMENTS_TABLE = "AGORA_EXPERIMENTS_TABLE"
 RUNS_TABLE = "AGORA_RUNS_TABLE"
 METRICS_TABLE = "AGORA_METRICS_TABLE"
 DIRECTORY_TABLE = "AGORA_DIRECTORY_TABLE"
+SIMULATIONS_TABLE = "AGORA_SIMULATIONS_TABLE"
+AGENT_DATA_TABLE = "AGORA_AGENT_DATA_TABLE"
+CONFIG_KEY_ID = "AGORA_CONFIG_KEY_ID"
+STATE_MACHINE_ARN = "AGORA_STATE_MACHINE_ARN"
+ENGINE_LAUNCHER = "AGORA_ENGINE_LAUNCHER"
+PUBLIC_API_URL = "AGORA_PUBLIC_API_URL"
+ENGINE_HEARTBEAT_SECONDS = "AGORA_ENGINE_HEARTBEAT_SECONDS"
 BUCKET = "AGORA_BUCKET"
 TOKEN_SECRET = "AGORA_TOKEN_SECRET"
 ADMIN_KEY = "AGORA_ADMIN_KEY"
@@ -36,12 +43,25 @@ class Settings:
     bucket: str
     token_secret: bytes
     retention_days: int
+    simulations_table: str
+    agent_data_table: str
+    config_key_id: str
+    state_machine_arn: str
+    engine_launcher: str
+    public_api_url: str
+    engine_heartbeat_seconds: int
 
     @classmethod
     def from_environ(cls) -> Settings:
         retention = os.environ.get(RETENTION_DAYS, "30").strip() or "30"
         if not retention.isdigit():
             raise SettingsError(f"{RETENTION_DAYS} must be a whole number of days, got {retention!r}")
+        heartbeat = os.environ.get(ENGINE_HEARTBEAT_SECONDS, "300").strip() or "300"
+        if not heartbeat.isdigit() or int(heartbeat) < 1:
+            raise SettingsError(f"{ENGINE_HEARTBEAT_SECONDS} must be a positive whole number, got {heartbeat!r}")
+        launcher = os.environ.get(ENGINE_LAUNCHER, "process").strip() or "process"
+        if launcher not in ("process", "ecs"):
+            raise SettingsError(f"{ENGINE_LAUNCHER} must be 'process' or 'ecs', got {launcher!r}")
         return cls(
             experiments_table=_required(EXPERIMENTS_TABLE),
             runs_table=_required(RUNS_TABLE),
@@ -50,6 +70,14 @@ class Settings:
             bucket=_required(BUCKET),
             token_secret=_required(TOKEN_SECRET).encode(),
             retention_days=int(retention),
+            simulations_table=_required(SIMULATIONS_TABLE),
+            agent_data_table=_required(AGENT_DATA_TABLE),
+            config_key_id=_required(CONFIG_KEY_ID),
+            # read when a simulation starts, not at cold start: the tracking API runs without them
+            state_machine_arn=os.environ.get(STATE_MACHINE_ARN, "").strip(),
+            engine_launcher=launcher,
+            public_api_url=os.environ.get(PUBLIC_API_URL, "").strip().rstrip("/"),
+            engine_heartbeat_seconds=int(heartbeat),
         )
 
 

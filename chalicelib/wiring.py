@@ -13,6 +13,9 @@ from chalicelib.domain.artifacts import ArtifactService
 from chalicelib.domain.experiments import ExperimentService
 from chalicelib.domain.history import HistoryService
 from chalicelib.domain.runs import RunService
+from chalicelib.domain.sim_configs import ConfigService
+from chalicelib.domain.sim_runtime import Blobs, SimulationRuntime
+from chalicelib.domain.simulations import Billing, SimulationService
 from chalicelib.domain.tokens import PageTokens
 from chalicelib.settings import Settings, get_settings
 from chalicelib.store import keys
@@ -21,7 +24,12 @@ from chalicelib.store.dynamo import Table
 from chalicelib.store.experiments import ExperimentStore
 from chalicelib.store.metric_chunks import MetricChunkStore
 from chalicelib.store.objects import ObjectStore
+from chalicelib.store.agent_data import AgentDataStore
+from chalicelib.store.orchestration import StepFunctions
 from chalicelib.store.runs import RunStore
+from chalicelib.store.secrets import ConfigSecrets
+from chalicelib.store.sim_objects import SimulationObjects
+from chalicelib.store.simulations import ControlStore, SimulationStore
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=60)
 
@@ -88,6 +96,49 @@ class Services:
     @cached_property
     def artifacts(self) -> ArtifactService:
         return ArtifactService(self.runs, self.run_store, self.objects)
+
+    # simulations ---------------------------------------------------------------------------------
+    @cached_property
+    def simulation_store(self) -> SimulationStore:
+        return SimulationStore(Table(self.dynamodb, self.settings.simulations_table), self.directory)
+
+    @cached_property
+    def controls(self) -> ControlStore:
+        return ControlStore(Table(self.dynamodb, self.settings.simulations_table))
+
+    @cached_property
+    def agent_data(self) -> AgentDataStore:
+        return AgentDataStore(Table(self.dynamodb, self.settings.agent_data_table), self.objects)
+
+    @cached_property
+    def sim_objects(self) -> SimulationObjects:
+        return SimulationObjects(self.objects)
+
+    @cached_property
+    def configs(self) -> ConfigService:
+        return ConfigService(self.simulation_store, self.directory,
+                             ConfigSecrets(self.client("kms"), self.settings.config_key_id), self.sim_objects.map_exists)
+
+    @cached_property
+    def step_functions(self) -> StepFunctions:
+        return StepFunctions(self.client("stepfunctions"), self.settings.state_machine_arn)
+
+    @cached_property
+    def billing(self) -> Billing:
+        return Billing()
+
+    @cached_property
+    def simulations(self) -> SimulationService:
+        return SimulationService(self.simulation_store, self.controls, self.agent_data, self.configs, self.experiments,
+                                 self.runs, self.step_functions, self.billing, self.sim_objects.load_map,
+                                 self.sim_objects.save_spec, self.settings.engine_heartbeat_seconds)
+
+    @cached_property
+    def runtime(self) -> SimulationRuntime:
+        o = self.sim_objects
+        return SimulationRuntime(self.simulation_store, self.controls, self.agent_data, self.runs, self.configs,
+                                 Blobs(o.load_spec, o.load_checkpoint, o.save_checkpoint, o.load_artifacts,
+                                       o.save_artifacts))
 
 
 _lock = threading.Lock()

@@ -25,6 +25,7 @@ def create_resources(session: Any, prefix: str = "") -> dict[str, str]:
     """Create every table and bucket of the template; returns the environment the app needs."""
     dynamodb = session.client("dynamodb")
     s3 = session.client("s3")
+    kms = session.client("kms")
     env: dict[str, str] = {}
     for resource in load_template()["Resources"].values():
         meta = resource.get("Metadata", {})
@@ -43,5 +44,8 @@ def create_resources(session: Any, prefix: str = "") -> dict[str, str]:
             if "EventBridgeConfiguration" in props.get("NotificationConfiguration", {}):
                 s3.put_bucket_notification_configuration(
                     Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}})
+        elif resource["Type"] == "AWS::KMS::Key":
+            key_id = kms.create_key(Description=props.get("Description", ""))["KeyMetadata"]["KeyId"]
+            kms.create_alias(AliasName=name, TargetKeyId=key_id)
         env[meta["agora:env"]] = name
     return env

@@ -15,7 +15,7 @@ from chalicelib.api.auth import ANONYMOUS, api_key_authorizer, principal_context
 from chalicelib.domain.errors import (AgoraError, Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge,
                                       Unauthenticated)
 from chalicelib.domain.records import Principal
-from chalicelib.domain.validation import parse_json_body
+from chalicelib.domain.validation import MAX_JSON_BODY_BYTES, parse_json_body
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
@@ -66,8 +66,8 @@ class Request:
         except ValueError as exc:
             raise InvalidInput(f"{name} must be a whole number, got {text!r}") from exc
 
-    def body(self, model: type[Model]) -> Model:
-        data = parse_json_body(self.raw.raw_body)
+    def body(self, model: type[Model], limit: int = MAX_JSON_BODY_BYTES) -> Model:
+        data = parse_json_body(self.raw.raw_body, limit)
         try:
             return model.model_validate(data)
         except ValidationError as exc:

@@ -38,6 +38,10 @@ class ExperimentStore:
         item = self.table.get(keys.experiment_key(tenant_id, experiment_id))
         return _from_values(item) if item else None
 
+    def find_active_by_name(self, tenant_id: str, name: str) -> Optional[Experiment]:
+        guard = self.table.get(keys.experiment_name_key(tenant_id, name))
+        return self.get(tenant_id, guard["experiment_id"]) if guard else None
+
     def list(self, tenant_id: str) -> list[Experiment]:
         items = self.table.query("pk = :pk AND begins_with(sk, :prefix)", {}, {":pk": keys.tenant_pk(tenant_id), ":prefix": "EXP#"})
         return [_from_values(item) for item in items]

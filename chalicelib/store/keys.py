@@ -76,3 +76,39 @@ def parse_run_artifact_key(object_key: str) -> tuple[str, str, str, str] | None:
             or parts[6] != "artifacts" or not all(parts[1:8:2]) or not parts[7]:
         return None
     return parts[1], parts[3], parts[5], parts[7]
+
+
+def config_key(tenant_id: str, kind: str, config_id: str) -> dict[str, str]:
+    return {"pk": tenant_pk(tenant_id), "sk": f"CFG#{kind}#{config_id}"}
+
+
+def simulation_key(tenant_id: str, experiment_id: str) -> dict[str, str]:
+    return {"pk": tenant_pk(tenant_id), "sk": f"SIM#{experiment_id}"}
+
+
+def simulation_pk(tenant_id: str, experiment_id: str) -> str:
+    """Partition of one simulation's per-instant data: ticks, profiles, inbox, log."""
+    return f"T#{tenant_id}#X#{experiment_id}"
+
+
+def agent_pk(tenant_id: str, experiment_id: str, agent_id: int) -> str:
+    """Partition of one agent's history: status chunks, dialogs, survey answers."""
+    return f"T#{tenant_id}#X#{experiment_id}#A#{agent_id}"
+
+
+def instant_sk(prefix: str, day: int, t: float) -> str:
+    return f"{prefix}#{day:06d}#{t:012.3f}"
+
+
+def simulation_prefix(tenant_id: str, experiment_id: str) -> str:
+    return f"tenants/{tenant_id}/simulations/{experiment_id}/"
+
+
+def map_file_prefix(tenant_id: str) -> str:
+    """Where a tenant's map files live (AgentSociety's `maps/<tenant>/`); platform maps use tenant ""."""
+    return f"tenants/{tenant_id or '_platform'}/maps/"
+
+
+def simulation_control_key(tenant_id: str, experiment_id: str) -> dict[str, str]:
+    """Run control of a simulation: callback token hash, parked task token, sealed LLM keys."""
+    return {"pk": tenant_pk(tenant_id), "sk": f"SIMCTL#{experiment_id}"}

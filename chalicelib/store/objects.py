@@ -35,6 +35,21 @@ class ObjectStore:
                                ChecksumSHA256=digest)
         return self.head(key) or ObjectInfo(key, len(data), 0, digest)
 
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def get_if_exists(self, key: str) -> Optional[bytes]:
+        try:
+            return self.get(key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        """Internal objects (checkpoints, specs): no checksum round trip, no registration."""
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
     def head(self, key: str) -> Optional[ObjectInfo]:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")

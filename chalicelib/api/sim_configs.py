@@ -1,0 +1,61 @@
+"""Simulation configs (AgentSociety's paths): LLM, agent, map and workflow configs, surveys, map upload."""
+from __future__ import annotations
+
+import json
+import re
+
+from chalicelib.api.http import MULTIPART, Api, Request
+from chalicelib.domain.clock import new_id
+from chalicelib.domain.errors import InvalidInput
+from chalicelib.domain.sim_configs import ConfigBody
+from chalicelib.sim.spec import MapData
+from chalicelib.wiring import services
+
+api = Api(__name__)
+sim_configs_bp = api.blueprint
+MAX_MAP_UPLOAD_BYTES = 4 * 1024 * 1024
+PATHS = {"llm": "/api/llm-configs", "agent": "/api/agent-configs", "map": "/api/map-configs",
+         "workflow": "/api/workflow-configs", "survey": "/api/surveys"}
+
+
+def _register(kind: str, base: str) -> None:
+    def list_configs(request: Request) -> dict:
+        return {"data": [c.to_json() for c in services().configs.list(request.tenant_id, kind)]}
+
+    def create_config(request: Request) -> dict:
+        return {"data": services().configs.create(request.principal, kind, request.body(ConfigBody)).to_json()}
+
+    def get_config(request: Request, config_id: str) -> dict:
+        return {"data": services().configs.get(request.tenant_id, kind, config_id).to_json()}
+
+    def update_config(request: Request, config_id: str) -> dict:
+        body = request.body(ConfigBody)
+        return {"data": services().configs.update(request.principal, kind, config_id, body).to_json()}
+
+    def delete_config(request: Request, config_id: str) -> dict:
+        services().configs.delete(request.principal, kind, config_id)
+        return {"data": {"message": f"{kind} config deleted"}}
+
+    for view, path, method, status in ((list_configs, base, "GET", 200), (create_config, base, "POST", 201),
+                                       (get_config, base + "/{config_id}", "GET", 200),
+                                       (update_config, base + "/{config_id}", "PUT", 200),
+                                       (delete_config, base + "/{config_id}", "DELETE", 200)):
+        view.__name__ = f"{view.__name__}_{kind}"
+        api.route(path, (method,), status=status)(view)
+
+
+for _kind, _base in PATHS.items():
+    _register(_kind, _base)
+
+
+@api.route("/api/map-configs/-/upload", ("POST",), content_types=(MULTIPART,))
+def upload_map(request: Request) -> dict:
+    """Store a map file (MapData JSON) under the caller's map folder; reference it from a map config."""
+    filename, data, _ = request.multipart_file("file", MAX_MAP_UPLOAD_BYTES)
+    try:
+        MapData.model_validate(json.loads(data))
+    except ValueError as exc:
+        raise InvalidInput(f"map file is not a valid map: {exc}") from exc
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", filename.rsplit("/", 1)[-1])[:100] or "map.json"
+    path = services().sim_objects.save_map(request.tenant_id, f"{new_id()}-{safe}", data)
+    return {"data": {"file_path": path}}

@@ -1,0 +1,147 @@
+"""Simulation data, packed: one item per instant (every agent), one item per agent per step batch.
+
+Two reads stay one query each however long the run: all agents at one instant (one tick item),
+and one agent's whole history (its own partition). A step of T ticks with N agents writes
+T tick items plus N agent chunks, not N x T rows.
+"""
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional
+
+from chalicelib.domain.clock import new_id
+from chalicelib.store import keys
+from chalicelib.store.dynamo import Table
+from chalicelib.store.objects import ObjectStore
+
+INLINE_LIMIT = 300_000  # bytes of compressed agent states kept in the tick item; above, in S3
+LOG_LINES = 1_000
+
+
+def pack(value: Any) -> bytes:
+    return zlib.compress(json.dumps(value, separators=(",", ":")).encode(), 6)
+
+
+def unpack(blob: Any) -> Any:
+    return json.loads(zlib.decompress(bytes(blob)))
+
+
+@dataclass
+class AgentDataStore:
+    table: Table
+    objects: ObjectStore
+
+    # writes -------------------------------------------------------------------------------------
+    def write_step(self, tenant_id: str, experiment_id: str, *, ticks: list[dict], dialogs: list[dict],
+                   surveys: list[dict], profiles: Optional[list[dict]] = None) -> int:
+        """Write one step's records; every key is deterministic, so a retried step overwrites itself.
+
+        Returns the number of items written (the cost of the step, in writes).
+        """
+        sim_pk = keys.simulation_pk(tenant_id, experiment_id)
+        items: list[dict[str, Any]] = []
+        for profile in profiles or []:
+            items.append({"pk": sim_pk, "sk": f"PROFILE#{int(profile['id']):08d}", "agent_id": int(profile["id"]),
+                          "body": json.dumps(profile)})
+        per_agent: dict[int, list[dict]] = {}
+        for tick in ticks:
+            blob = pack(tick["statuses"])
+            item = {"pk": sim_pk, "sk": keys.instant_sk("TICK", tick["day"], tick["t"]), "day": tick["day"],
+                    "t": str(tick["t"]), "prompt": tick.get("prompt", "")}
+            if len(blob) > INLINE_LIMIT:
+                key = f"{keys.simulation_prefix(tenant_id, experiment_id)}ticks/{item['sk']}.json.z"
+                self.objects.put_bytes(key, blob)
+                item["agents_key"] = key
+            else:
+                item["agents"] = blob
+            items.append(item)
+            for status in tick["statuses"]:
+                per_agent.setdefault(int(status["id"]), []).append(status)
+        if ticks:
+            first = ticks[0]
+            for agent_id, statuses in per_agent.items():
+                items.append({"pk": keys.agent_pk(tenant_id, experiment_id, agent_id),
+                              "sk": keys.instant_sk("ST", first["day"], first["t"]), "statuses": pack(statuses)})
+        items.extend(self._events("DLG", tenant_id, experiment_id, dialogs))
+        items.extend(self._events("SRV", tenant_id, experiment_id, surveys))
+        self.table.batch_put(items)
+        return len(items)
+
+    def _events(self, prefix: str, tenant_id: str, experiment_id: str, events: list[dict]) -> Iterable[dict]:
+        seen: dict[str, int] = {}
+        for event in events:
+            base = keys.instant_sk(prefix, event["day"], event["t"])
+            agent_id = int(event["id"])
+            slot = f"{agent_id}|{base}"
+            seen[slot] = seen.get(slot, -1) + 1
+            yield {"pk": keys.agent_pk(tenant_id, experiment_id, agent_id), "sk": f"{base}#{seen[slot]:06d}",
+                   "body": json.dumps(event)}
+
+    def append_log(self, tenant_id: str, experiment_id: str, lines: list[str]) -> None:
+        if not lines:
+            return
+        key = {"pk": keys.simulation_pk(tenant_id, experiment_id), "sk": "LOG"}
+        current = self.table.get(key, projection="#l", names={"#l": "lines"}) or {}
+        kept = (json.loads(current.get("lines", "[]")) + lines)[-LOG_LINES:]
+        self.table.put({**key, "lines": json.dumps(kept)})
+
+    # reads --------------------------------------------------------------------------------------
+    def log(self, tenant_id: str, experiment_id: str) -> list[str]:
+        item = self.table.get({"pk": keys.simulation_pk(tenant_id, experiment_id), "sk": "LOG"})
+        return json.loads(item["lines"]) if item else []
+
+    def timeline(self, tenant_id: str, experiment_id: str) -> list[dict]:
+        items = self.table.query("pk = :pk AND begins_with(sk, :p)", {"#d": "day", "#t": "t"},
+                                 {":pk": keys.simulation_pk(tenant_id, experiment_id), ":p": "TICK#"},
+                                 projection="#d, #t")
+        return [{"day": int(i["day"]), "t": float(i["t"])} for i in items]
+
+    def instant(self, tenant_id: str, experiment_id: str, day: int, t: float) -> Optional[dict]:
+        """Every agent's status and the global prompt at one instant: one GetItem."""
+        item = self.table.get({"pk": keys.simulation_pk(tenant_id, experiment_id),
+                               "sk": keys.instant_sk("TICK", day, t)})
+        if item is None:
+            return None
+        if "agents_key" in item:
+            blob = self.objects.get(item["agents_key"])
+        else:
+            blob = item["agents"]
+        return {"day": int(item["day"]), "t": float(item["t"]), "prompt": item.get("prompt", ""),
+                "statuses": unpack(blob)}
+
+    def profiles(self, tenant_id: str, experiment_id: str) -> list[dict]:
+        items = self.table.query("pk = :pk AND begins_with(sk, :p)", {},
+                                 {":pk": keys.simulation_pk(tenant_id, experiment_id), ":p": "PROFILE#"})
+        return [json.loads(i["body"]) for i in items]
+
+    def profile(self, tenant_id: str, experiment_id: str, agent_id: int) -> Optional[dict]:
+        item = self.table.get({"pk": keys.simulation_pk(tenant_id, experiment_id), "sk": f"PROFILE#{agent_id:08d}"})
+        return json.loads(item["body"]) if item else None
+
+    def agent_history(self, tenant_id: str, experiment_id: str, agent_id: int, prefix: str) -> list[dict]:
+        """One agent's statuses ("ST"), dialogs ("DLG") or survey answers ("SRV"), in time order: one query."""
+        items = self.table.query("pk = :pk AND begins_with(sk, :p)", {},
+                                 {":pk": keys.agent_pk(tenant_id, experiment_id, agent_id), ":p": prefix + "#"})
+        if prefix == "ST":
+            return [status for i in items for status in unpack(i["statuses"])]
+        return [json.loads(i["body"]) for i in items]
+
+    # inbox: messages and surveys queued for a running agent ---------------------------------------
+    def enqueue(self, tenant_id: str, experiment_id: str, kind: str, body: dict) -> str:
+        message_id = new_id()
+        self.table.put({"pk": keys.simulation_pk(tenant_id, experiment_id), "sk": f"INBOX#{message_id}",
+                        "message_id": message_id, "kind": kind, "body": json.dumps(body), "processed": False})
+        return message_id
+
+    def pending(self, tenant_id: str, experiment_id: str) -> list[dict]:
+        items = self.table.query("pk = :pk AND begins_with(sk, :p)", {}, {
+            ":pk": keys.simulation_pk(tenant_id, experiment_id), ":p": "INBOX#", ":no": False},
+            filter_expression="processed = :no", consistent=True)
+        return [{"id": i["message_id"], "kind": i["kind"], **json.loads(i["body"])} for i in items]
+
+    def mark_processed(self, tenant_id: str, experiment_id: str, message_ids: list[str]) -> None:
+        for message_id in message_ids:
+            self.table.update({"pk": keys.simulation_pk(tenant_id, experiment_id), "sk": f"INBOX#{message_id}"},
+                              "SET processed = :yes", params={":yes": True})

@@ -1,0 +1,34 @@
+"""Starting an external simulation engine: a local process here, a container task in production.
+
+The engine receives its callback token in its environment (never on a command line, where `ps`
+would show it) and talks to Agora only through the API with that token.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+ENGINE_MODULE = "chalicelib.sim.remote"
+TOKEN_ENV = "AGORA_CALLBACK_TOKEN"
+API_URL_ENV = "AGORA_API_URL"
+EXPERIMENT_ENV = "AGORA_EXPERIMENT_ID"
+
+
+@dataclass
+class ProcessLauncher:
+    """Runs the reference engine as a separate OS process (the local stack and the tests)."""
+
+    api_url: str
+
+    def launch(self, experiment_id: str, callback_token: str) -> str:
+        if not self.api_url:
+            raise RuntimeError("AGORA_PUBLIC_API_URL is not set: an external engine cannot reach the API")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AGORA_"))}
+        env.update({TOKEN_ENV: callback_token, API_URL_ENV: self.api_url, EXPERIMENT_ENV: experiment_id})
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        process = subprocess.Popen([sys.executable, "-m", ENGINE_MODULE], env=env, cwd=root,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True)
+        return f"process:{process.pid}"

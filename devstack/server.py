@@ -1,0 +1,383 @@
+"""The one-process local stack: moto's server, resources from infra/, the bridge, and `chalice local`.
+
+`start()` does, in this order (the order matters, see ../shared/research/local-stack-proto.md):
+
+1. start `ThreadedMotoServer` on 127.0.0.1 (port 0 picks a free one);
+2. point the process at it: dummy credentials, region, `AWS_ENDPOINT_URL`, `MOTO_PORT` (moto's Step
+   Functions builds its own clients against `localhost:$MOTO_PORT` on every Task), and a generated
+   `AGORA_TOKEN_SECRET` if none is set;
+3. switch on Step Functions execution, *before* any state machine exists (machines created while it
+   is off are lost when it is switched on);
+4. create the tables and the bucket from infra/template.json;
+5. load the Chalice app the way `chalice local` does (stage `dev`, its environment variables applied),
+   install the moto bridge, create the moto Lambda functions and EventBridge rules, then the state
+   machines of the template (`create_state_machines`, the hook for the simulation workflow);
+6. seed the local tenant keys (hashed, as in production);
+7. serve the app with chalice's local server in a daemon thread.
+
+The returned `LocalStack` carries the real ports and keys; `stop()` shuts both servers down and
+restores the process environment (so that tests can run the stack in-process).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from devstack.resources import ROOT, load_template
+
+logger = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+STAGE = "dev"
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"  # moto's default account
+SFN_EXECUTION = {"stepfunctions": {"execute_state_machine": True}}
+STATE_MACHINE_ROLE = "agora-local-states"
+
+
+@dataclass
+class LocalStack:
+    """A running local stack; `stop()` is idempotent."""
+
+    api_url: str
+    api_port: int
+    moto_url: str
+    moto_port: int
+    keys: Any  # devstack.tenants.LocalKeys
+    functions: dict[str, str]  # handler name -> moto Lambda ARN
+    state_machines: dict[str, str]  # logical id -> state machine ARN
+    startup_seconds: float
+    _stoppers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def stop(self) -> None:
+        while self._stoppers:
+            stopper = self._stoppers.pop()
+            try:
+                stopper()
+            except Exception:  # noqa: BLE001 - stop as much as possible
+                logger.exception("error while stopping the local stack")
+
+
+def start(api_port: int = 0, moto_port: int = 0, *, stage: str = STAGE) -> LocalStack:
+    """Start everything in this process; port 0 picks a free port (the handle has the real ones)."""
+    began = time.monotonic()
+    stoppers: list[Callable[[], None]] = []
+    try:
+        return _start(api_port, moto_port, stage, stoppers, began)
+    except BaseException:
+        for stopper in reversed(stoppers):
+            try:
+                stopper()
+            except Exception:  # noqa: BLE001
+                logger.exception("error while cleaning up a failed start")
+        raise
+
+
+def _start(api_port: int, moto_port: int, stage: str, stoppers: list[Callable[[], None]],
+           began: float) -> LocalStack:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per moto request otherwise
+    from moto.server import ThreadedMotoServer
+
+    saved_environ = dict(os.environ)
+    stoppers.append(lambda: _restore_environ(saved_environ))
+
+    moto_server = ThreadedMotoServer(ip_address=HOST, port=moto_port, verbose=False)
+    moto_server.start()
+    stoppers.append(moto_server.stop)
+    moto_port = moto_server.get_host_and_port()[1]
+    moto_url = f"http://{HOST}:{moto_port}"
+
+    _point_environ_at(moto_url, moto_port)
+    _switch_on_step_functions(stoppers)
+
+    import boto3
+
+    from chalicelib import wiring
+    from devstack import moto_bridge
+    from devstack.resources import create_resources
+    from devstack.tenants import seed_keys
+
+    session = boto3.session.Session()
+    os.environ.update(create_resources(session))
+    config = _chalice_config(stage)
+    app = config.chalice_app  # imports app.py with the stage's environment variables applied
+    wiring.reset()
+    stoppers.append(wiring.reset)
+
+    moto_bridge.install(app, stage)
+    stoppers.append(moto_bridge.uninstall)
+    functions = moto_bridge.register_functions(
+        session, app, stage, timeout=int(config.lambda_timeout or 60), memory_size=int(config.lambda_memory_size or 128),
+        environment={k: v for k, v in (config.environment_variables or {}).items()})
+    state_machines, machine_env = create_state_machines(session, functions)
+    os.environ.update(machine_env)
+
+    api_server = _local_server(app, config, api_port)  # binds now: the real port is known from here on
+    stoppers.append(api_server.server.server_close)
+    api_port = api_server.server.server_address[1]
+    api_url = f"http://{HOST}:{api_port}"
+    for name, value in _local_defaults(api_url).items():
+        if not os.environ.get(name, "").strip():
+            os.environ[name] = value
+    wiring.reset()
+
+    keys = seed_keys(wiring.services().directory)
+
+    thread = threading.Thread(target=api_server.server.serve_forever, name="agora-api", daemon=True)
+    thread.start()
+
+    def stop_api() -> None:
+        api_server.server.shutdown()
+        thread.join(timeout=5)
+
+    stoppers.append(stop_api)
+    return LocalStack(api_url=api_url, api_port=api_port, moto_url=moto_url,
+                      moto_port=moto_port, keys=keys, functions=functions, state_machines=state_machines,
+                      startup_seconds=time.monotonic() - began, _stoppers=stoppers)
+
+
+def _local_defaults(api_url: str) -> dict[str, str]:
+    """Settings whose local value differs from the deployed default (each can be overridden by env)."""
+    from chalicelib import settings
+
+    return {
+        # an external engine started by the local stack reports back to this API
+        getattr(settings, "PUBLIC_API_URL", "AGORA_PUBLIC_API_URL"): api_url,
+        # a visible pace between built-in engine steps, so a person can follow and stop a run
+        getattr(settings, "SIM_STEP_PAUSE_SECONDS", "AGORA_SIM_STEP_PAUSE_SECONDS"): "1",
+    }
+
+
+def _restore_environ(saved: dict[str, str]) -> None:
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def _point_environ_at(moto_url: str, moto_port: int) -> None:
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        os.environ.pop(name, None)
+    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or REGION
+    os.environ.update({
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+        "AWS_ENDPOINT_URL": moto_url,
+        "MOTO_PORT": str(moto_port),
+        "POWERTOOLS_TRACE_DISABLED": os.environ.get("POWERTOOLS_TRACE_DISABLED", "1"),
+    })
+    from chalicelib import settings
+
+    if not os.environ.get(settings.TOKEN_SECRET, "").strip():
+        os.environ[settings.TOKEN_SECRET] = secrets.token_urlsafe(32)
+
+
+def _switch_on_step_functions(stoppers: list[Callable[[], None]]) -> None:
+    """In-process equivalent of POST /moto-api/config; must precede every create_state_machine."""
+    import copy
+
+    from moto.core.config import default_user_config
+    from moto.moto_api._internal.models import moto_api_backend
+
+    previous = copy.deepcopy(default_user_config.get("stepfunctions"))
+    moto_api_backend.set_config(SFN_EXECUTION)
+    stoppers.append(lambda: moto_api_backend.set_config({"stepfunctions": previous}))
+
+
+def _chalice_config(stage: str) -> Any:
+    """The config `chalice local` builds; `environ=os.environ` so stage variables reach this process."""
+    from chalice.cli.factory import CLIFactory
+
+    return CLIFactory(project_dir=str(ROOT), environ=os.environ).create_config_obj(chalice_stage_name=stage)
+
+
+def _local_server(app: Any, config: Any, port: int) -> Any:
+    from chalice.local import CustomLocalChalice, LocalDevServer, create_local_server
+
+    if isinstance(app, CustomLocalChalice):  # already converted by an earlier start() in this process
+        return LocalDevServer(app, config, HOST, port)
+    return create_local_server(app, config, HOST, port)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hook: state machines from infra/template.json
+
+_SUB = re.compile(r"\$\{([^}]*)\}")
+
+
+class _References:
+    """Resolves CloudFormation `Ref` / `Fn::GetAtt` / pseudo parameters to local values.
+
+    Functions are known by the logical id `chalice package` gives them: the CamelCase of the
+    function name (`register_artifact_upload` -> `RegisterArtifactUpload`).
+    """
+
+    def __init__(self, session: Any, functions: dict[str, str], template: dict[str, Any]) -> None:
+        from chalice.utils import to_cfn_resource_name
+
+        region = session.region_name or REGION
+        self.refs: dict[str, str] = {"AWS::Region": region, "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws",
+                                     "AWS::URLSuffix": "amazonaws.com", "AWS::StackName": "agora-local"}
+        self.arns: dict[str, str] = {}
+        for name, arn in functions.items():
+            logical = to_cfn_resource_name(name)
+            self.refs[logical] = arn.rsplit(":", 1)[-1]
+            self.arns[logical] = arn
+        for logical, res in template.get("Resources", {}).items():
+            local_name = res.get("Metadata", {}).get("agora:local-name")
+            if not local_name:
+                continue
+            self.refs[logical] = local_name
+            if res["Type"] == "AWS::DynamoDB::Table":
+                self.arns[logical] = f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{local_name}"
+            elif res["Type"] == "AWS::S3::Bucket":
+                self.arns[logical] = f"arn:aws:s3:::{local_name}"
+
+    def ref(self, name: str) -> str:
+        if name not in self.refs:
+            raise ValueError(f"state machine definition refers to {name!r}, which the local stack does not know")
+        return self.refs[name]
+
+    def get_att(self, logical: str, attribute: str) -> str:
+        if attribute != "Arn" or logical not in self.arns:
+            raise ValueError(f"state machine definition needs {logical}.{attribute}, which the local stack "
+                             "does not know (functions are CamelCase of the Chalice function name)")
+        return self.arns[logical]
+
+    def resolve(self, value: Any) -> str:
+        """A CloudFormation string value: plain, Ref, Fn::GetAtt, Fn::Sub, Fn::Join."""
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict) and len(value) == 1:
+            (fn, arg), = value.items()
+            if fn == "Ref":
+                return self.ref(arg)
+            if fn == "Fn::GetAtt":
+                logical, attribute = arg.split(".", 1) if isinstance(arg, str) else arg
+                return self.get_att(logical, attribute)
+            if fn == "Fn::Join":
+                separator, parts = arg
+                return separator.join(self.resolve(p) for p in parts)
+            if fn == "Fn::Sub":
+                text, variables = (arg, {}) if isinstance(arg, str) else arg
+                return self.substitute(text, {k: self.resolve(v) for k, v in variables.items()})
+        raise ValueError(f"unsupported CloudFormation value in a state machine: {value!r}")
+
+    def substitute(self, text: str, variables: dict[str, str]) -> str:
+        def one(match: re.Match[str]) -> str:
+            name = match.group(1).strip()
+            if name.startswith("!"):
+                return "${" + name[1:] + "}"
+            if name in variables:
+                return variables[name]
+            if "." in name:
+                return self.get_att(*name.split(".", 1))
+            return self.ref(name)
+
+        return _SUB.sub(one, text)
+
+
+STATE_MACHINE_TYPES = ("AWS::StepFunctions::StateMachine", "AWS::Serverless::StateMachine")
+
+
+def create_state_machines(session: Any, functions: dict[str, str],
+                          template: Optional[dict[str, Any]] = None) -> tuple[dict[str, str], dict[str, str]]:
+    """HOOK: create every state machine of the template in moto (CloudFormation's or SAM's type).
+
+    The definition comes from `Definition` (an object), `DefinitionString` (CloudFormation) or
+    `DefinitionUri` (SAM; a path relative to the project root or to infra/). `${SomeFunction.Arn}`
+    (in `Fn::Sub`), `Fn::GetAtt`, `Ref` and `DefinitionSubstitutions` are resolved to the moto Lambda
+    functions registered by the bridge (logical id = CamelCase of the Chalice function name, as
+    `chalice package` names them) and to the local tables and bucket. The machine is named after its
+    `agora:local-name` metadata (else its name property, else the logical id); its ARN goes into the
+    environment variable named by `agora:env`. Returns (logical id -> ARN, env).
+    Step Functions execution must already be switched on (see `_switch_on_step_functions`).
+    """
+    import json
+
+    template = template if template is not None else load_template()
+    machines = {k: r for k, r in template.get("Resources", {}).items() if r.get("Type") in STATE_MACHINE_TYPES}
+    if not machines:
+        return {}, {}
+    refs = _References(session, functions, template)
+    sfn = session.client("stepfunctions")
+    role = _state_machine_role(session)
+    arns: dict[str, str] = {}
+    env: dict[str, str] = {}
+    for logical, resource in machines.items():
+        props = resource.get("Properties", {})
+        meta = resource.get("Metadata", {})
+        definition = _definition(logical, props, refs)
+        for key, value in (props.get("DefinitionSubstitutions") or {}).items():
+            definition = definition.replace("${" + key + "}", refs.resolve(value))
+        leftover = sorted(set(_SUB.findall(definition)))
+        if leftover:
+            raise ValueError(f"state machine {logical}: unresolved substitutions {leftover}")
+        json.loads(definition)  # a broken definition fails here, not at the first execution
+        name = meta.get("agora:local-name") or props.get("StateMachineName") or props.get("Name") or logical
+        kind = props.get("StateMachineType") or props.get("Type") or "STANDARD"
+        arn = sfn.create_state_machine(name=name, definition=definition, roleArn=role, type=kind)["stateMachineArn"]
+        arns[logical] = arn
+        refs.refs[logical] = arn
+        if "agora:env" in meta:
+            env[meta["agora:env"]] = arn
+    return arns, env
+
+
+def _definition(logical: str, props: dict[str, Any], refs: _References) -> str:
+    import json
+
+    if "Definition" in props:
+        return refs.substitute(json.dumps(props["Definition"]), {})
+    if "DefinitionString" in props:
+        return refs.resolve(props["DefinitionString"])
+    uri = props.get("DefinitionUri")
+    if isinstance(uri, str):
+        for base in (ROOT, ROOT / "infra"):
+            if (base / uri).is_file():
+                return (base / uri).read_text()
+        raise ValueError(f"state machine {logical}: DefinitionUri {uri!r} not found under {ROOT}")
+    raise ValueError(f"state machine {logical}: only Definition, DefinitionString or a local DefinitionUri "
+                     "work locally")
+
+
+def _state_machine_role(session: Any) -> str:
+    iam = session.client("iam")
+    policy = ('{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", '
+              '"Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}]}')
+    try:
+        return iam.create_role(RoleName=STATE_MACHINE_ROLE, AssumeRolePolicyDocument=policy)["Role"]["Arn"]
+    except iam.exceptions.EntityAlreadyExistsException:
+        return iam.get_role(RoleName=STATE_MACHINE_ROLE)["Role"]["Arn"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Banner
+
+
+def banner(stack: LocalStack) -> str:
+    from chalicelib import settings
+
+    keys = stack.keys
+    lines = [f"Agora local stack ready in {stack.startup_seconds:.1f} s",
+             f"  API        {stack.api_url}  (paths under /api/...)",
+             f"  moto       {stack.moto_url}  (AWS_ENDPOINT_URL for the AWS CLI / boto3)"]
+    if keys.tenants_generated:
+        lines += [f"  tenant     {tenant}  key {key}" for tenant, key in keys.tenants.items()]
+        example_key = next(iter(keys.tenants.values()))
+    else:
+        lines.append(f"  tenants    {', '.join(keys.tenants)}  (keys from {settings.LOCAL_TENANTS})")
+        example_key = "<key>"
+    if keys.admin_generated:
+        lines.append(f"  admin key  {keys.admin_key}")
+    else:
+        lines.append(f"  admin key  from {settings.ADMIN_KEY}")
+    lines.append(f"  try        curl -H 'Authorization: Bearer {example_key}' {stack.api_url}/api/v1/experiments")
+    lines.append("Ctrl-C stops.")
+    return "\n".join(lines)

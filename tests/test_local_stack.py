@@ -1,0 +1,115 @@
+"""The local stack (`python -m devstack`) end to end, over real HTTP, in a subprocess.
+
+A subprocess keeps moto's server, its patched internals and the process environment away from the
+rest of the suite (which runs moto in-process with `mock_aws`).
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+from devstack import moto_bridge
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYS = {"tenant-a": "local-key-a", "tenant-b": "local-key-b"}
+ADMIN_KEY = "local-admin-key"
+STARTUP_TIMEOUT = 30
+
+
+@pytest.fixture
+def stack_url() -> Iterator[str]:
+    env = {**os.environ, "PORT": "0", "MOTO_PORT": "0", "PYTHONUNBUFFERED": "1",
+           "AGORA_LOCAL_TENANTS": ",".join(f"{t}:{k}" for t, k in KEYS.items()), "AGORA_ADMIN_KEY": ADMIN_KEY}
+    env.pop("AWS_ENDPOINT_URL", None)
+    with tempfile.TemporaryFile(mode="w+") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "devstack"], cwd=ROOT, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=stderr)
+        lines: list[str] = []
+        ready = threading.Event()
+
+        def read_stdout() -> None:
+            for line in proc.stdout:  # type: ignore[union-attr]
+                lines.append(line)
+                if line.startswith("Ctrl-C stops"):
+                    ready.set()
+            ready.set()
+
+        reader = threading.Thread(target=read_stdout, daemon=True)
+        reader.start()
+        try:
+            ready.wait(STARTUP_TIMEOUT)
+            match = re.search(r"^\s*API\s+(http://\S+)", "".join(lines), re.MULTILINE)
+            if not match:
+                stderr.seek(0)
+                pytest.fail(f"the local stack did not start:\n{''.join(lines)}\n{stderr.read()[-4000:]}")
+            banner = "".join(lines)
+            assert "tenant-a, tenant-b" in banner and KEYS["tenant-a"] not in banner and ADMIN_KEY not in banner
+            yield match.group(1)
+            proc.send_signal(signal.SIGINT)  # what Ctrl-C does
+            assert proc.wait(timeout=10) == 0
+            reader.join(timeout=5)
+            assert "stopped" in "".join(lines)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_local_stack_over_http(stack_url: str) -> None:
+    moto_bridge.check_moto()  # the installed moto is the one the bridge patches
+    api = stack_url + "/api/v1/experiments"
+    auth = {"Authorization": f"Bearer {KEYS['tenant-a']}"}
+
+    assert requests.get(api, timeout=10).status_code == 401
+    bad = requests.get(api, headers={"Authorization": "Bearer not-a-key"}, timeout=10)
+    assert bad.status_code == 401 and "detail" in bad.json()
+
+    exp = requests.post(api, json={"name": "local stack"}, headers=auth, timeout=10)
+    assert exp.status_code == 201, exp.text
+    run = requests.post(f"{api}/runs", json={"experiment_id": exp.json()["id"], "name": "r1"}, headers=auth,
+                        timeout=10)
+    assert run.status_code == 201, run.text
+    runs = f"{api}/runs/{run.json()['id']}"
+
+    batch = {"metrics": [{"key": "loss", "value": 0.5, "step": 1, "timestamp": 1_700_000_000_000},
+                         {"key": "loss", "value": 0.25, "step": 2, "timestamp": 1_700_000_000_100}],
+             "params": [{"key": "lr", "value": "0.01"}], "tags": [{"key": "stage", "value": "local"}]}
+    logged = requests.post(f"{runs}/log-batch", json=batch, headers=auth, timeout=10)
+    assert logged.status_code == 200, logged.text
+    assert logged.json() == {"metrics": 2, "params": 1, "tags": 1}
+    body = requests.get(runs, headers=auth, timeout=10).json()
+    assert body["params"] == {"lr": "0.01"} and body["tags"] == {"stage": "local"} and "loss" in body["metrics"]
+
+    direct = requests.post(f"{runs}/log-artifact", params={"artifact_path": "dir"}, headers=auth, timeout=10,
+                           files={"file": ("notes.txt", b"hello artifacts", "text/plain")})
+    assert direct.status_code == 200, direct.text
+    assert direct.json()["path"] == "dir/notes.txt" and direct.json()["size"] == 15
+
+    # straight to S3 with a presigned POST: registered only through S3 -> EventBridge -> Lambda
+    form = requests.post(f"{runs}/artifact-uploads", json={"path": "big/model.bin"}, headers=auth, timeout=10)
+    assert form.status_code == 201, form.text
+    assert set(form.json()) >= {"url", "fields", "path", "expires_at"}
+    landed = requests.post(form.json()["url"], data=form.json()["fields"], timeout=10,
+                           files={"file": ("model.bin", b"\x00" * 2048, "application/octet-stream")})
+    assert landed.status_code in (200, 201, 204), landed.text
+
+    deadline = time.monotonic() + 5  # delivery is synchronous in moto; the wait only guards against change
+    while True:
+        listed = requests.get(f"{runs}/artifacts", headers=auth, timeout=10)
+        assert listed.status_code == 200, listed.text
+        sizes = {a["path"]: a["size"] for a in listed.json()["artifacts"]}
+        if "big/model.bin" in sizes or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert sizes == {"dir/notes.txt": 15, "big/model.bin": 2048}
