@@ -290,9 +290,6 @@ def test_compare_reports_non_finite_values_as_strings(client):
     assert summary["count"] == 2
 
 
-@pytest.mark.xfail(reason="BUG: compare returns min/max as raw floats; an Infinity value makes "
-                          "json.dumps(allow_nan=False) raise -> 500 (chalicelib/domain/runs.py compare, "
-                          "'min'/'max' not passed through metric_value_to_json)", strict=True)
 def test_compare_with_infinite_values_reports_them_as_strings(client):
     exp_id = new_experiment(client)
     a, b = new_run(client, exp_id)["id"], new_run(client, exp_id)["id"]
@@ -306,9 +303,6 @@ def test_compare_with_infinite_values_reports_them_as_strings(client):
     assert summary == {"latest": "Infinity", "min": "-Infinity", "max": "Infinity", "count": 3}
 
 
-@pytest.mark.xfail(reason="BUG: compare's count sums the stored chunks' sizes, so a point logged again "
-                          "inside a different batch is counted twice while history shows it once "
-                          "(chalicelib/store/metric_chunks.py summary)", strict=True)
 def test_compare_count_matches_the_history_when_batches_overlap(client):
     exp_id = new_experiment(client)
     a, b = new_run(client, exp_id)["id"], new_run(client, exp_id)["id"]

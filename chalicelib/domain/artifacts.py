@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 def artifact_path(directory: Optional[str], filename: str) -> str:
     """Join the optional artifact directory and the file name, refusing anything that escapes the run."""
     name = filename.replace("\\", "/").rsplit("/", 1)[-1]
-    path = f"{directory.strip('/')}/{name}" if directory and directory.strip("/") else name
+    path = f"{directory.rstrip('/')}/{name}" if directory else name
     try:
         rules.check_relative_path(path, "artifact path")
     except ValueError as exc:

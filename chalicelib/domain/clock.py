@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -24,9 +25,19 @@ def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+_last = [0]
+_lock = threading.Lock()
+
+
 def new_id() -> str:
-    """A ULID in lower case: 48 bits of milliseconds then 80 random bits, so ids sort by creation time."""
-    value = (now_ms() << 80) | int.from_bytes(os.urandom(10), "big")
+    """A ULID in lower case: 48 bits of milliseconds then 80 random bits, so ids sort by creation time.
+
+    Monotonic within a process: an id made in the same millisecond as the previous one is the
+    previous one plus one, so even ids of one millisecond sort in creation order.
+    """
+    with _lock:
+        value = max((now_ms() << 80) | int.from_bytes(os.urandom(10), "big"), _last[0] + 1)
+        _last[0] = value
     chars = []
     for _ in range(26):
         chars.append(_CROCKFORD[value & 31])

@@ -31,6 +31,9 @@ class HistoryService:
             rules.check_key(key, "metric key")
         except ValueError as exc:
             raise InvalidInput(str(exc)) from exc
+        for name, step in (("start_step", start_step), ("end_step", end_step)):
+            if step is not None and not -(2**63) <= step < 2**63:
+                raise InvalidInput(f"{name} must be a signed 64-bit integer, got {step}")
         if start_step is not None and end_step is not None and start_step > end_step:
             raise InvalidInput(f"start_step {start_step} is after end_step {end_step}")
         if not 1 <= limit <= MAX_PAGE:

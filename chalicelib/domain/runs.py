@@ -11,6 +11,7 @@ from chalicelib.domain.errors import Conflict, InvalidInput
 from chalicelib.domain.experiments import check_page, missing
 from chalicelib.domain.metrics import MetricPoint
 from chalicelib.domain.records import Run
+from chalicelib.domain.validation import metric_value_to_json
 
 if TYPE_CHECKING:
     from chalicelib.domain.experiments import ExperimentService
@@ -73,9 +74,9 @@ class RunService:
             tags: Optional[dict[str, str]] = None) -> Logged:
         """Log points, params and tags; a retried request changes nothing a second time.
 
-        Param conflicts are found from the run as read, before anything is written, so a rejected
-        request leaves no trace. Points are written first, as content-addressed chunks (idempotent),
-        then the run item with its latest values under optimistic locking, re-read on contention.
+        Param conflicts are found before anything is written (from the run as read, then again
+        atomically by the params transaction), so a rejected request leaves no trace. Points land as
+        content-addressed chunks (idempotent), then each key's latest value is raised conditionally.
         """
         params, tags = params or {}, tags or {}
         received_at = now_ms()
@@ -83,29 +84,22 @@ class RunService:
         for m in metrics:
             by_key.setdefault(m.key, []).append(
                 MetricPoint(m.step, m.timestamp if m.timestamp is not None else received_at, m.value))
-        points_written = False
-        for _ in range(WRITE_ATTEMPTS):
-            run = self.get(tenant_id, run_id)
-            self._require_active_experiment(run)
-            for key, value in params.items():
-                if key in run.params and run.params[key] != value:
-                    raise Conflict(f"param {key!r} is already {run.params[key]!r}; params are write-once")
-            if not points_written:
-                self.chunks.write(tenant_id, run_id, ((key, c) for key, pts in by_key.items() for c in series.chunk(pts)))
-                points_written = True
-            latest = dict(run.latest)
-            for key, pts in by_key.items():
-                latest[key] = series.latest([*pts, *([latest[key]] if key in latest else [])])
-            new = run.changed(params={**run.params, **params}, tags={**run.tags, **tags}, latest=latest)
-            if (new.params, new.tags, new.latest) == (run.params, run.tags, run.latest):
-                break
-            try:
-                self.runs.replace(run, new)
-                break
-            except self.runs.Changed:
-                continue
-        else:
-            raise Conflict(f"run {run_id} is being written by many requests at once; retry")
+        run = self.get(tenant_id, run_id)
+        self._require_active_experiment(run)
+        clashes = [k for k, v in params.items() if k in run.params and run.params[k] != v]
+        if clashes:
+            raise Conflict(f"params {', '.join(map(repr, clashes))} already have other values; params are write-once")
+        new_params = {k: v for k, v in params.items() if k not in run.params}
+        if new_params:
+            self.runs.put_params(run, new_params)
+        self.chunks.write(tenant_id, run_id, ((key, c) for key, pts in by_key.items() for c in series.chunk(pts)))
+        changed_tags = {k: v for k, v in tags.items() if run.tags.get(k) != v}
+        if changed_tags:
+            self.runs.put_tags(run, changed_tags)
+        for key, pts in by_key.items():
+            newest = series.latest(pts)
+            if key not in run.latest or newest.order > run.latest[key].order:
+                self.runs.raise_latest(run, key, newest)
         return Logged(sum(len(v) for v in by_key.values()), len(params), len(tags))
 
     def end(self, tenant_id: str, run_id: str, status: str) -> Run:
@@ -142,8 +136,8 @@ class RunService:
                     "metrics": {
                         k: {
                             "latest": r.latest[k].to_json()["value"],
-                            "min": summaries[(r.id, k)].min,
-                            "max": summaries[(r.id, k)].max,
+                            "min": _number(summaries[(r.id, k)].min),
+                            "max": _number(summaries[(r.id, k)].max),
                             "count": summaries[(r.id, k)].count,
                         } if k in r.latest else None
                         for k in keys
@@ -159,3 +153,7 @@ class RunService:
         exp = self.experiments.store.get(run.tenant_id, run.experiment_id)
         if exp is None or not exp.active:
             raise Conflict(f"experiment {run.experiment_id} of run {run.id} is deleted; restore it first")
+
+
+def _number(value: Optional[float]) -> Optional[float | str]:
+    return None if value is None else metric_value_to_json(value)

@@ -47,7 +47,10 @@ def metric_value(raw: Any) -> float:
     if isinstance(raw, bool):
         raise ValueError("metric value must be a number, not a boolean")
     if isinstance(raw, (int, float)):
-        value = float(raw)
+        try:
+            value = float(raw)
+        except OverflowError as exc:
+            raise ValueError("metric value is too large for a 64-bit float") from exc
         if not math.isfinite(value):
             raise ValueError('send non-finite metric values as the strings "NaN", "Infinity" or "-Infinity"')
         return value
@@ -79,3 +82,5 @@ def parse_json_body(raw: bytes | None, limit: int = MAX_JSON_BODY_BYTES) -> Any:
         return json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidInput("request body is nested too deeply") from exc

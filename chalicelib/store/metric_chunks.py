@@ -1,6 +1,7 @@
 """Metric points in DynamoDB, many to an item: one item per content-addressed chunk of one (run, key)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
@@ -54,18 +55,23 @@ class MetricChunkStore:
         return sort_unique(points)
 
     def summary(self, tenant_id: str, run_id: str, key: str) -> SeriesSummary:
-        """Count, min and max of a series from the chunks' own statistics, without reading the points."""
+        """Count, min and max of a series, identical points once.
+
+        Chunks whose step ranges do not overlap cannot share a point, so their own statistics add up
+        without reading a single point; only a series with overlapping chunks (a client re-sending
+        points in another request) is read in full and de-duplicated.
+        """
         condition, params = self._window(tenant_id, run_id, key, None)
-        count, low, high = 0, None, None
-        for item in self.table.query(condition, {}, params, projection="n, vmin, vmax", consistent=True):
-            count += int(item["n"])
-            if item.get("vmin") is not None:
-                value = float(item["vmin"])
-                low = value if low is None else min(low, value)
-            if item.get("vmax") is not None:
-                value = float(item["vmax"])
-                high = value if high is None else max(high, value)
-        return SeriesSummary(count, low, high)
+        stats = list(self.table.query(condition, {}, params, projection="n, vmin, vmax, min_step, max_step",
+                                      consistent=True))
+        spans = sorted((int(s["min_step"]), int(s["max_step"])) for s in stats)
+        if any(later[0] <= earlier[1] for earlier, later in zip(spans, spans[1:])):
+            points = self.read(tenant_id, run_id, key)
+            finite = [p.value for p in points if not math.isnan(p.value)]
+            return SeriesSummary(len(points), min(finite, default=None), max(finite, default=None))
+        lows = [float(s["vmin"]) for s in stats if s.get("vmin") is not None]
+        highs = [float(s["vmax"]) for s in stats if s.get("vmax") is not None]
+        return SeriesSummary(sum(int(s["n"]) for s in stats), min(lows, default=None), max(highs, default=None))
 
     def _window(self, tenant_id: str, run_id: str, key: str, start_step: Optional[int]) -> tuple[str, dict]:
         params: dict = {":pk": keys.metric_pk(tenant_id, run_id, key)}

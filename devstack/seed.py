@@ -1,0 +1,41 @@
+"""Platform configs a fresh local stack starts with, so a simulation can be launched with no set-up."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from chalicelib.domain.records import Principal
+from chalicelib.domain.sim_configs import ConfigBody
+from chalicelib.wiring import Services
+
+DEFAULT_CITY = Path(__file__).resolve().parent.parent / "chalicelib" / "sim" / "data" / "default_city.json"
+ADMIN = Principal(tenant_id="", role="admin")
+
+
+def seed_platform_configs(wired: Services) -> dict[str, str]:
+    """One platform config of each kind (tenant ""): kind -> id."""
+    configs = wired.configs
+    map_path = wired.sim_objects.save_map("", "default_city.json", DEFAULT_CITY.read_bytes())
+    survey = configs.create(ADMIN, "survey", ConfigBody(name="Life satisfaction", data={
+        "title": "Life satisfaction",
+        "pages": [{"name": "page1", "elements": [
+            {"name": "satisfaction", "title": "How satisfied are you with your life?", "type": "rating"},
+            {"name": "commute", "title": "How do you get to work?", "type": "radiogroup",
+             "choices": ["walk", "bus", "car", "bicycle"]}]}]}))
+    bodies = {
+        "llm": ConfigBody(name="Built-in rule-based mind", description="No network, deterministic",
+                          config=[{"provider": "builtin", "model": "builtin", "api_key": ""}]),
+        "agent": ConfigBody(name="50 citizens", description="Adults of a small town",
+                            config={"citizens": [{"agent_class": "citizen", "number": 50, "memory_distributions": {
+                                "age": {"dist": "uniform_int", "min": 18, "max": 70},
+                                "gender": {"dist": "choice", "choices": ["female", "male"]}}}]}),
+        "map": ConfigBody(name="Agora City", description="A small default city", config={"file_path": map_path}),
+        "workflow": ConfigBody(name="One day", description="Simulate one day, then ask a question", config=[
+            {"type": "run", "days": 1},
+            {"type": "survey", "survey": survey.id},
+            {"type": "interview", "question": "How was your day?"},
+            {"type": "save_context", "save_as": "final_status", "target": "status"}]),
+    }
+    ids = {"survey": survey.id}
+    for kind, body in bodies.items():
+        ids[kind] = configs.create(ADMIN, kind, body).id
+    return ids
