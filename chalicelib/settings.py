@@ -16,6 +16,8 @@ STATE_MACHINE_ARN = "AGORA_STATE_MACHINE_ARN"
 ENGINE_LAUNCHER = "AGORA_ENGINE_LAUNCHER"
 PUBLIC_API_URL = "AGORA_PUBLIC_API_URL"
 ENGINE_HEARTBEAT_SECONDS = "AGORA_ENGINE_HEARTBEAT_SECONDS"
+SIM_STEP_PAUSE_SECONDS = "AGORA_SIM_STEP_PAUSE_SECONDS"
+ENGINE_COMMAND = "AGORA_ENGINE_COMMAND"
 BUCKET = "AGORA_BUCKET"
 TOKEN_SECRET = "AGORA_TOKEN_SECRET"
 ADMIN_KEY = "AGORA_ADMIN_KEY"
@@ -50,6 +52,8 @@ class Settings:
     engine_launcher: str
     public_api_url: str
     engine_heartbeat_seconds: int
+    sim_step_pause_seconds: int
+    engine_command: str
 
     @classmethod
     def from_environ(cls) -> Settings:
@@ -59,6 +63,9 @@ class Settings:
         heartbeat = os.environ.get(ENGINE_HEARTBEAT_SECONDS, "300").strip() or "300"
         if not heartbeat.isdigit() or int(heartbeat) < 1:
             raise SettingsError(f"{ENGINE_HEARTBEAT_SECONDS} must be a positive whole number, got {heartbeat!r}")
+        pause = os.environ.get(SIM_STEP_PAUSE_SECONDS, "0").strip() or "0"
+        if not pause.isdigit():
+            raise SettingsError(f"{SIM_STEP_PAUSE_SECONDS} must be a whole number of seconds, got {pause!r}")
         launcher = os.environ.get(ENGINE_LAUNCHER, "process").strip() or "process"
         if launcher not in ("process", "ecs"):
             raise SettingsError(f"{ENGINE_LAUNCHER} must be 'process' or 'ecs', got {launcher!r}")
@@ -78,6 +85,8 @@ class Settings:
             engine_launcher=launcher,
             public_api_url=os.environ.get(PUBLIC_API_URL, "").strip().rstrip("/"),
             engine_heartbeat_seconds=int(heartbeat),
+            sim_step_pause_seconds=int(pause),
+            engine_command=os.environ.get(ENGINE_COMMAND, "").strip(),
         )
 
 

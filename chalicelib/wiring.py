@@ -131,7 +131,8 @@ class Services:
     def simulations(self) -> SimulationService:
         return SimulationService(self.simulation_store, self.controls, self.agent_data, self.configs, self.experiments,
                                  self.runs, self.step_functions, self.billing, self.sim_objects.load_map,
-                                 self.sim_objects.save_spec, self.settings.engine_heartbeat_seconds)
+                                 self.sim_objects.save_spec, self.settings.engine_heartbeat_seconds,
+                                 self.settings.sim_step_pause_seconds)
 
     @cached_property
     def runtime(self) -> SimulationRuntime:

@@ -1,6 +1,6 @@
 """The one-process local stack: moto's server, resources from infra/, the bridge, and `chalice local`.
 
-`start()` does, in this order (the order matters, see ../shared/research/local-stack-proto.md):
+`start()` does, in this order (the order matters):
 
 1. start `ThreadedMotoServer` on 127.0.0.1 (port 0 picks a free one);
 2. point the process at it: dummy credentials, region, `AWS_ENDPOINT_URL`, `MOTO_PORT` (moto's Step
@@ -53,6 +53,7 @@ class LocalStack:
     functions: dict[str, str]  # handler name -> moto Lambda ARN
     state_machines: dict[str, str]  # logical id -> state machine ARN
     startup_seconds: float
+    platform_configs: dict[str, str] = field(default_factory=dict)  # kind -> id of the seeded platform config
     _stoppers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def stop(self) -> None:
@@ -128,6 +129,7 @@ def _start(api_port: int, moto_port: int, stage: str, stoppers: list[Callable[[]
     wiring.reset()
 
     keys = seed_keys(wiring.services().directory)
+    platform_configs = _seed_platform_configs(wiring.services())
 
     thread = threading.Thread(target=api_server.server.serve_forever, name="agora-api", daemon=True)
     thread.start()
@@ -139,7 +141,17 @@ def _start(api_port: int, moto_port: int, stage: str, stoppers: list[Callable[[]
     stoppers.append(stop_api)
     return LocalStack(api_url=api_url, api_port=api_port, moto_url=moto_url,
                       moto_port=moto_port, keys=keys, functions=functions, state_machines=state_machines,
+                      platform_configs=platform_configs,
                       startup_seconds=time.monotonic() - began, _stoppers=stoppers)
+
+
+def _seed_platform_configs(wired: Any) -> dict[str, str]:
+    """HOOK: one platform config of each kind, when devstack/seed.py provides them (kind -> id)."""
+    try:
+        from devstack.seed import seed_platform_configs
+    except ImportError:
+        return {}
+    return seed_platform_configs(wired)
 
 
 def _local_defaults(api_url: str) -> dict[str, str]:
@@ -378,6 +390,8 @@ def banner(stack: LocalStack) -> str:
         lines.append(f"  admin key  {keys.admin_key}")
     else:
         lines.append(f"  admin key  from {settings.ADMIN_KEY}")
+    if stack.platform_configs:
+        lines.append(f"  configs    platform {', '.join(sorted(stack.platform_configs))} (tenant \"\")")
     lines.append(f"  try        curl -H 'Authorization: Bearer {example_key}' {stack.api_url}/api/v1/experiments")
     lines.append("Ctrl-C stops.")
     return "\n".join(lines)

@@ -62,3 +62,33 @@ def client(aws: boto3.session.Session) -> Iterator[Client]:
 
 def auth(tenant: str = "tenant-a") -> dict[str, str]:
     return {"Authorization": f"Bearer {KEYS[tenant]}", "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def sim_client(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+    """Like `client`, with Step Functions executing for real and Lambda tasks dispatched to the app."""
+    from app import app
+    from devstack import moto_bridge
+    from devstack.server import create_state_machines
+
+    monkeypatch.setenv(settings.SIM_STEP_PAUSE_SECONDS, "0")
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        session = boto3.session.Session()
+        for name, value in create_resources(session).items():
+            monkeypatch.setenv(name, value)
+        moto_bridge.install(app)
+        functions = moto_bridge.register_functions(session, app)
+        _, machine_env = create_state_machines(session, functions)
+        for name, value in machine_env.items():
+            monkeypatch.setenv(name, value)
+        wiring.reset()
+        directory = wiring.services().directory
+        for tenant, key in KEYS.items():
+            directory.put_api_key(hash_api_key(key), Principal(tenant, "tenant"))
+        directory.put_api_key(hash_api_key(ADMIN_KEY), Principal("", "admin"))
+        try:
+            with Client(app, stage_name="dev", project_dir=os.path.dirname(os.path.dirname(__file__))) as test_client:
+                yield test_client
+        finally:
+            moto_bridge.uninstall()
+            wiring.reset()

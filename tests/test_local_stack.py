@@ -113,3 +113,54 @@ def test_local_stack_over_http(stack_url: str) -> None:
             break
         time.sleep(0.1)
     assert sizes == {"dir/notes.txt": 15, "big/model.bin": 2048}
+
+
+def _wait(check, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def test_simulations_on_the_local_stack(stack_url: str) -> None:
+    """The seeded platform configs launch with one call; a built-in run finishes, a second is stopped
+    half way, and an external engine (a separate process) finishes through its callback."""
+    auth = {"Authorization": f"Bearer {KEYS['tenant-a']}"}
+    refs = {}
+    for kind, path in (("llm", "llm-configs"), ("agents", "agent-configs"), ("map", "map-configs"),
+                       ("workflow", "workflow-configs")):
+        listed = requests.get(f"{stack_url}/api/{path}", headers=auth, timeout=10).json()["data"]
+        assert listed and listed[0]["tenant_id"] == ""
+        refs[kind] = {"tenant_id": "", "id": listed[0]["id"]}
+
+    def launch(name: str, **extra: str) -> str:
+        answer = requests.post(f"{stack_url}/api/run-experiments", json={"exp_name": name, **refs, **extra},
+                               headers=auth, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["data"]["id"]
+
+    def experiment(exp_id: str) -> dict:
+        return requests.get(f"{stack_url}/api/run-experiments/{exp_id}/status", headers=auth, timeout=10).json()
+
+    from chalicelib import settings  # noqa: F401  (names only)
+
+    first = launch("seeded run")
+    second = launch("run to stop")
+    external = launch("external run", engine="external")
+    assert experiment(first)["data"] == "Running"
+
+    # stop the second one once it has made progress, half way through its day
+    _wait(lambda: "step" in requests.get(f"{stack_url}/api/run-experiments/{second}/log", headers=auth,
+                                         timeout=10).text or None, 30)
+    stop = requests.delete(f"{stack_url}/api/run-experiments/{second}", headers=auth, timeout=10)
+    assert stop.status_code == 200, stop.text
+    for exp_id in (first, second, external):
+        assert _wait(lambda: experiment(exp_id)["data"] != "Running" and experiment(exp_id)["data"], 90) \
+            == "Terminated", requests.get(f"{stack_url}/api/run-experiments/{exp_id}/log", headers=auth).text
+    again = requests.delete(f"{stack_url}/api/run-experiments/{second}", headers=auth, timeout=10)
+    assert again.status_code == 409
+    log = requests.get(f"{stack_url}/api/run-experiments/{external}/log", headers=auth, timeout=10).text
+    assert "external engine" in log

@@ -52,6 +52,7 @@ class FinishReport(BaseModel):
 class TickReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    step: Optional[StrictInt] = None  # the engine's tick index; the API keys instants by (day, t)
     day: StrictInt
     t: float
     statuses: list[dict[str, Any]] = Field(max_length=10_000)
@@ -100,7 +101,7 @@ def engine_progress(request: Request, experiment_id: str) -> dict:
     updated = wired.runtime.record(
         exp, cur_day=report.cur_day, cur_t=report.cur_t,
         counters=(report.input_tokens, report.output_tokens, report.ticks_done),
-        ticks=[t.model_dump() for t in report.ticks], dialogs=report.dialogs, surveys=report.surveys,
+        ticks=[t.model_dump(exclude={"step"}) for t in report.ticks], dialogs=report.dialogs, surveys=report.surveys,
         artifacts=report.artifacts, log_lines=report.log_lines, processed=report.processed_inbox_ids,
         profiles=report.profiles)
     if updated is None:

@@ -139,7 +139,8 @@ class SimulationRuntime:
         if exp.stop_requested:
             status, message = SimStatus.STOPPED, "Experiment stopped by user"
         elif error:
-            status, message = SimStatus.ERROR, error_message(error)
+            # an engine's own report (finish with an error) is kept in `error` already: it wins
+            status, message = SimStatus.ERROR, exp.error or error_message(error)
         else:
             status, message = _OUTCOME_STATUS.get(outcome or "finished", SimStatus.FINISHED), ""
         now = now_iso()
@@ -197,7 +198,7 @@ def error_message(error: dict) -> str:
     """A person-readable message from a Step Functions Catch result ({"Error", "Cause"})."""
     kind = error.get("Error", "")
     cause = error.get("Cause", "")
-    if kind == "States.HeartbeatTimeout":
+    if kind in ("States.HeartbeatTimeout", "Agora.EngineSilent"):
         return "the simulation engine stopped reporting (heartbeat timeout)"
     if kind == "States.Timeout":
         return "the simulation ran past its time limit"

@@ -82,6 +82,7 @@ class SimulationService:
     load_map: Callable[[str, str], Any]  # (owner tenant, file_path) -> map JSON
     save_spec: Callable[[str, str, dict], None]  # (tenant, experiment, spec JSON without secrets)
     heartbeat_seconds: int
+    pause_seconds: int = 0
 
     # launch ------------------------------------------------------------------------------------
     def launch(self, tenant_id: str, request: LaunchRequest, correlation_id: str = "") -> SimExperiment:
@@ -125,7 +126,8 @@ class SimulationService:
                                                                llm_owner=loaded["llm"].tenant_id))
         self.store.create_experiment(exp)
         payload = {"tenant_id": tenant_id, "experiment_id": experiment_id, "engine": request.engine,
-                   "heartbeat_seconds": self.heartbeat_seconds, "correlation_id": correlation_id}
+                   "heartbeat_seconds": self.heartbeat_seconds, "pause_seconds": self.pause_seconds,
+                   "correlation_id": correlation_id}
         try:
             arn = self.orchestrator.start(experiment_id, payload)
         except Exception as exc:
@@ -171,7 +173,9 @@ class SimulationService:
             raise Conflict(f"experiment {experiment_id} is not running (status {int(exp.status)}); nothing to stop")
         control = self.controls.get(tenant_id, experiment_id)
         if control and control.task_token and not control.callback_used:
-            # an external engine is parked on its task token: end the wait now rather than at its next report
+            # an external engine is parked on its task token: end the wait now rather than at its next
+            # report, and revoke its callback token so it can neither report nor finish any more
+            self.controls.revoke(tenant_id, experiment_id)
             self.orchestrator.fail(control.task_token, "Agora.Stopped", "stopped by user")
         return stopped
 
@@ -205,7 +209,9 @@ class SimulationService:
         if task_token is None:
             raise Forbidden("invalid, used or missing callback_auth_token")
         if outcome == "error":
-            self.orchestrator.fail(task_token, "Agora.EngineError", error or "the engine reported an error")
+            message = error or "the engine reported an error"
+            self.store.update_experiment(exp.tenant_id, experiment_id, {"error": message[:10_000]})
+            self.orchestrator.fail(task_token, "Agora.EngineError", message)
         else:
             self.orchestrator.succeed(task_token, {"done": True, "outcome": outcome})
 

@@ -7,12 +7,15 @@ from urllib.parse import unquote_plus
 
 from chalice import Blueprint
 
+from chalicelib.store.keys import ARTIFACT_UPLOAD_PREFIX
 from chalicelib.wiring import services
 
 logger = logging.getLogger(__name__)
 uploads_bp = Blueprint(__name__)
 
-OBJECT_CREATED = {"source": ["aws.s3"], "detail-type": ["Object Created"]}
+# only run artifacts: maps, checkpoints and exports live under other prefixes and cost no invocation
+OBJECT_CREATED = {"source": ["aws.s3"], "detail-type": ["Object Created"],
+                  "detail": {"object": {"key": [{"prefix": ARTIFACT_UPLOAD_PREFIX}]}}}
 
 
 @uploads_bp.on_cw_event(OBJECT_CREATED, name="register_artifact_upload")

@@ -136,12 +136,12 @@ class AgentDataStore:
         return message_id
 
     def pending(self, tenant_id: str, experiment_id: str) -> list[dict]:
-        items = self.table.query("pk = :pk AND begins_with(sk, :p)", {}, {
+        items = self.table.query("pk = :pk AND begins_with(sk, :p)", {"#done": "processed"}, {
             ":pk": keys.simulation_pk(tenant_id, experiment_id), ":p": "INBOX#", ":no": False},
-            filter_expression="processed = :no", consistent=True)
+            filter_expression="#done = :no", consistent=True)
         return [{"id": i["message_id"], "kind": i["kind"], **json.loads(i["body"])} for i in items]
 
     def mark_processed(self, tenant_id: str, experiment_id: str, message_ids: list[str]) -> None:
         for message_id in message_ids:
             self.table.update({"pk": keys.simulation_pk(tenant_id, experiment_id), "sk": f"INBOX#{message_id}"},
-                              "SET processed = :yes", params={":yes": True})
+                              "SET #done = :yes", names={"#done": "processed"}, params={":yes": True})

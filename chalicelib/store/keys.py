@@ -101,12 +101,16 @@ def instant_sk(prefix: str, day: int, t: float) -> str:
 
 
 def simulation_prefix(tenant_id: str, experiment_id: str) -> str:
-    return f"tenants/{tenant_id}/simulations/{experiment_id}/"
+    """Internal objects of a simulation; outside `tenants/` so the artifact upload rule never sees them."""
+    return f"simulations/{tenant_id or '_platform'}/{experiment_id}/"
 
 
 def map_file_prefix(tenant_id: str) -> str:
-    """Where a tenant's map files live (AgentSociety's `maps/<tenant>/`); platform maps use tenant ""."""
-    return f"tenants/{tenant_id or '_platform'}/maps/"
+    """Where a tenant's map files live (AgentSociety's `maps/<tenant>/`); platform maps use `_platform`."""
+    return f"maps/{tenant_id or '_platform'}/"
+
+
+ARTIFACT_UPLOAD_PREFIX = "tenants/"  # the EventBridge rule for uploads matches only keys under it
 
 
 def simulation_control_key(tenant_id: str, experiment_id: str) -> dict[str, str]:

@@ -33,7 +33,11 @@ class ObjectStore:
         digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
                                ChecksumSHA256=digest)
-        return self.head(key) or ObjectInfo(key, len(data), 0, digest)
+        info = self.head(key)
+        if info is None:
+            return ObjectInfo(key, len(data), 0, digest)
+        # the digest computed here is the one S3 verified; keep it whatever form HEAD reports
+        return ObjectInfo(key, info.size, info.last_modified_ms, digest)
 
     def get(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()

@@ -178,5 +178,9 @@ class ControlStore:
             return None
         return item.get("task_token")
 
+    def revoke(self, tenant_id: str, experiment_id: str) -> None:
+        self.table.update(keys.simulation_control_key(tenant_id, experiment_id), "SET callback_used = :yes",
+                          params={":yes": True})
+
     def delete(self, tenant_id: str, experiment_id: str) -> None:
         self.table.delete(keys.simulation_control_key(tenant_id, experiment_id))

@@ -6,6 +6,7 @@ would show it) and talks to Agora only through the API with that token.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ class ProcessLauncher:
     """Runs the reference engine as a separate OS process (the local stack and the tests)."""
 
     api_url: str
+    command: str = ""  # AGORA_ENGINE_COMMAND: another engine program; default: the reference engine
 
     def launch(self, experiment_id: str, callback_token: str) -> str:
         if not self.api_url:
@@ -28,7 +30,8 @@ class ProcessLauncher:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AGORA_"))}
         env.update({TOKEN_ENV: callback_token, API_URL_ENV: self.api_url, EXPERIMENT_ENV: experiment_id})
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        process = subprocess.Popen([sys.executable, "-m", ENGINE_MODULE], env=env, cwd=root,
+        argv = shlex.split(self.command) if self.command else [sys.executable, "-m", ENGINE_MODULE]
+        process = subprocess.Popen(argv, env=env, cwd=root,
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    start_new_session=True)
         return f"process:{process.pid}"

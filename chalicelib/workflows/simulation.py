@@ -36,7 +36,7 @@ def launch_engine(event: dict[str, Any], context: Any) -> dict:
     wired = services()
     token = secrets.token_urlsafe(32)
     wired.controls.park(tenant_id, experiment_id, event["task_token"], hash_token(token))
-    where = ProcessLauncher(wired.settings.public_api_url).launch(experiment_id, token)
+    where = ProcessLauncher(wired.settings.public_api_url, wired.settings.engine_command).launch(experiment_id, token)
     wired.agent_data.append_log(tenant_id, experiment_id, [f"external engine started ({where})"])
     return {"launched": where}
 
