@@ -45,8 +45,8 @@ def test_updating_an_llm_config_with_the_masked_key_keeps_the_stored_key(client)
     ("/api/agent-configs", {"name": "x", "config": {"citizens": [{"number": 0}]}}),
     ("/api/agent-configs", {"name": "x", "config": {"citizens": [{"number": 5, "memory_distributions": {
         "age": {"dist": "uniform_int", "min": 9, "max": 1}}}]}}),
-    ("/api/map-configs", {"name": "x", "config": {"file_path": "tenants/tenant-a/maps/missing.json"}}),
-    ("/api/map-configs", {"name": "x", "config": {"file_path": "tenants/tenant-b/maps/theirs.json"}}),
+    ("/api/map-configs", {"name": "x", "config": {"file_path": "maps/tenant-a/missing.json"}}),
+    ("/api/map-configs", {"name": "x", "config": {"file_path": "maps/tenant-b/theirs.json"}}),
     ("/api/workflow-configs", {"name": "x", "config": [{"type": "dance"}]}),
     ("/api/workflow-configs", {"name": "x", "config": []}),
     ("/api/workflow-configs", {"name": "x", "config": [{"type": "intervene"}]}),
@@ -94,7 +94,7 @@ def test_another_tenants_config_is_403_and_an_unknown_one_404(client):
 
 def test_map_upload_stores_the_file_under_the_tenants_folder_and_rejects_a_bad_map(client):
     path = upload_map(client)
-    assert path.startswith("tenants/tenant-a/maps/")
+    assert path.startswith("maps/tenant-a/")
     created = call(client, "post", "/api/map-configs", {"name": "city", "config": {"file_path": path}})
     assert created.status_code == 201, created.body
     # tenant b cannot point a config at tenant a's file
