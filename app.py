@@ -7,6 +7,7 @@ from chalicelib.api.tracking_artifacts import artifacts_bp
 from chalicelib.api.tracking_experiments import experiments_bp
 from chalicelib.api.tracking_runs import runs_bp
 from chalicelib.api.sim_configs import sim_configs_bp
+from chalicelib.api.sim_experiments import sim_experiments_bp
 from chalicelib.api.sim_runs import sim_runs_bp
 from chalicelib.events.artifact_uploads import uploads_bp
 from chalicelib.workflows.simulation import simulation_bp
@@ -15,6 +16,6 @@ app = Chalice(app_name="agora", configure_logs=False)
 app.api.binary_types.append(MULTIPART)
 app.register_middleware(rewrite_chalice_errors, "http")
 
-for blueprint in (auth, experiments_bp, runs_bp, artifacts_bp, uploads_bp, sim_configs_bp, sim_runs_bp,
+for blueprint in (auth, experiments_bp, runs_bp, artifacts_bp, uploads_bp, sim_configs_bp, sim_runs_bp, sim_experiments_bp,
                   simulation_bp):
     app.register_blueprint(blueprint)

@@ -18,6 +18,7 @@ PUBLIC_API_URL = "AGORA_PUBLIC_API_URL"
 ENGINE_HEARTBEAT_SECONDS = "AGORA_ENGINE_HEARTBEAT_SECONDS"
 SIM_STEP_PAUSE_SECONDS = "AGORA_SIM_STEP_PAUSE_SECONDS"
 ENGINE_COMMAND = "AGORA_ENGINE_COMMAND"
+EXPORT_PART_BYTES = "AGORA_EXPORT_PART_BYTES"
 BUCKET = "AGORA_BUCKET"
 TOKEN_SECRET = "AGORA_TOKEN_SECRET"
 ADMIN_KEY = "AGORA_ADMIN_KEY"
@@ -54,6 +55,7 @@ class Settings:
     engine_heartbeat_seconds: int
     sim_step_pause_seconds: int
     engine_command: str
+    export_part_bytes: int
 
     @classmethod
     def from_environ(cls) -> Settings:
@@ -87,7 +89,15 @@ class Settings:
             engine_heartbeat_seconds=int(heartbeat),
             sim_step_pause_seconds=int(pause),
             engine_command=os.environ.get(ENGINE_COMMAND, "").strip(),
+            export_part_bytes=_part_bytes(),
         )
+
+
+def _part_bytes() -> int:
+    text = os.environ.get(EXPORT_PART_BYTES, str(8 * 1024 * 1024)).strip()
+    if not text.isdigit() or int(text) < 1024:
+        raise SettingsError(f"{EXPORT_PART_BYTES} must be a whole number of bytes (at least 1024), got {text!r}")
+    return int(text)
 
 
 @lru_cache(maxsize=1)

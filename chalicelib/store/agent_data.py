@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
-from chalicelib.domain.clock import new_id
+from chalicelib.domain.clock import new_id, now_iso
 from chalicelib.store import keys
 from chalicelib.store.dynamo import Table
 from chalicelib.store.objects import ObjectStore
@@ -41,6 +41,7 @@ class AgentDataStore:
         Returns the number of items written (the cost of the step, in writes).
         """
         sim_pk = keys.simulation_pk(tenant_id, experiment_id)
+        written_at = now_iso()
         items: list[dict[str, Any]] = []
         for profile in profiles or []:
             items.append({"pk": sim_pk, "sk": f"PROFILE#{int(profile['id']):08d}", "agent_id": int(profile["id"]),
@@ -49,7 +50,7 @@ class AgentDataStore:
         for tick in ticks:
             blob = pack(tick["statuses"])
             item = {"pk": sim_pk, "sk": keys.instant_sk("TICK", tick["day"], tick["t"]), "day": tick["day"],
-                    "t": str(tick["t"]), "prompt": tick.get("prompt", "")}
+                    "t": str(tick["t"]), "prompt": tick.get("prompt", ""), "created_at": written_at}
             if len(blob) > INLINE_LIMIT:
                 key = f"{keys.simulation_prefix(tenant_id, experiment_id)}ticks/{item['sk']}.json.z"
                 self.objects.put_bytes(key, blob)
@@ -64,12 +65,13 @@ class AgentDataStore:
             for agent_id, statuses in per_agent.items():
                 items.append({"pk": keys.agent_pk(tenant_id, experiment_id, agent_id),
                               "sk": keys.instant_sk("ST", first["day"], first["t"]), "statuses": pack(statuses)})
-        items.extend(self._events("DLG", tenant_id, experiment_id, dialogs))
-        items.extend(self._events("SRV", tenant_id, experiment_id, surveys))
+        items.extend(self._events("DLG", tenant_id, experiment_id, dialogs, written_at))
+        items.extend(self._events("SRV", tenant_id, experiment_id, surveys, written_at))
         self.table.batch_put(items)
         return len(items)
 
-    def _events(self, prefix: str, tenant_id: str, experiment_id: str, events: list[dict]) -> Iterable[dict]:
+    def _events(self, prefix: str, tenant_id: str, experiment_id: str, events: list[dict],
+                written_at: str) -> Iterable[dict]:
         seen: dict[str, int] = {}
         for event in events:
             base = keys.instant_sk(prefix, event["day"], event["t"])
@@ -77,7 +79,7 @@ class AgentDataStore:
             slot = f"{agent_id}|{base}"
             seen[slot] = seen.get(slot, -1) + 1
             yield {"pk": keys.agent_pk(tenant_id, experiment_id, agent_id), "sk": f"{base}#{seen[slot]:06d}",
-                   "body": json.dumps(event)}
+                   "body": json.dumps({**event, "created_at": event.get("created_at") or written_at})}
 
     def append_log(self, tenant_id: str, experiment_id: str, lines: list[str]) -> None:
         if not lines:
@@ -98,18 +100,28 @@ class AgentDataStore:
                                  projection="#d, #t")
         return [{"day": int(i["day"]), "t": float(i["t"])} for i in items]
 
-    def instant(self, tenant_id: str, experiment_id: str, day: int, t: float) -> Optional[dict]:
-        """Every agent's status and the global prompt at one instant: one GetItem."""
+    def instant(self, tenant_id: str, experiment_id: str, day: Optional[int] = None,
+                t: Optional[float] = None) -> Optional[dict]:
+        """Every agent's status and the global prompt at one instant (the latest without day and t): one request."""
+        if day is None or t is None:
+            latest = list(self.table.query("pk = :pk AND begins_with(sk, :p)", {},
+                                           {":pk": keys.simulation_pk(tenant_id, experiment_id), ":p": "TICK#"},
+                                           forward=False, limit=1))
+            return self._instant(latest[0]) if latest else None
         item = self.table.get({"pk": keys.simulation_pk(tenant_id, experiment_id),
                                "sk": keys.instant_sk("TICK", day, t)})
-        if item is None:
-            return None
-        if "agents_key" in item:
-            blob = self.objects.get(item["agents_key"])
-        else:
-            blob = item["agents"]
+        return self._instant(item) if item else None
+
+    def instants(self, tenant_id: str, experiment_id: str) -> Iterable[dict]:
+        """Every instant in time order, one at a time (exports stream through this)."""
+        for item in self.table.query("pk = :pk AND begins_with(sk, :p)", {},
+                                     {":pk": keys.simulation_pk(tenant_id, experiment_id), ":p": "TICK#"}):
+            yield self._instant(item)
+
+    def _instant(self, item: dict) -> dict:
+        blob = self.objects.get(item["agents_key"]) if "agents_key" in item else item["agents"]
         return {"day": int(item["day"]), "t": float(item["t"]), "prompt": item.get("prompt", ""),
-                "statuses": unpack(blob)}
+                "created_at": item.get("created_at"), "statuses": unpack(blob)}
 
     def profiles(self, tenant_id: str, experiment_id: str) -> list[dict]:
         items = self.table.query("pk = :pk AND begins_with(sk, :p)", {},
@@ -127,6 +139,18 @@ class AgentDataStore:
         if prefix == "ST":
             return [status for i in items for status in unpack(i["statuses"])]
         return [json.loads(i["body"]) for i in items]
+
+    def delete_all(self, tenant_id: str, experiment_id: str, agent_ids: Iterable[int]) -> int:
+        """Remove every item of the simulation: its own partition and each agent's. Returns the count."""
+        partitions = [keys.simulation_pk(tenant_id, experiment_id)]
+        partitions += [keys.agent_pk(tenant_id, experiment_id, a) for a in agent_ids]
+        removed = 0
+        for pk in partitions:
+            found = [{"pk": i["pk"], "sk": i["sk"]} for i in self.table.query("pk = :pk", {}, {":pk": pk},
+                                                                           projection="pk, sk")]
+            self.table.batch_delete(found)
+            removed += len(found)
+        return removed
 
     # inbox: messages and surveys queued for a running agent ---------------------------------------
     def enqueue(self, tenant_id: str, experiment_id: str, kind: str, body: dict) -> str:

@@ -101,8 +101,9 @@ class Table:
 
     def query(self, key_condition: str, names: dict[str, str], params: dict[str, Any], *,
               index: Optional[str] = None, forward: bool = True, filter_expression: Optional[str] = None,
-              projection: Optional[str] = None, consistent: bool = False) -> Iterator[dict[str, Any]]:
-        """Every matching item, following DynamoDB's 1 MB pages."""
+              projection: Optional[str] = None, consistent: bool = False,
+              limit: Optional[int] = None) -> Iterator[dict[str, Any]]:
+        """Every matching item, following DynamoDB's 1 MB pages (at most `limit` items if given)."""
         kwargs: dict[str, Any] = {
             "TableName": self.name,
             "KeyConditionExpression": key_condition,
@@ -117,11 +118,13 @@ class Table:
         if projection:
             kwargs["ProjectionExpression"] = projection
         _add_expression(kwargs, None, names, params)
+        if limit is not None:
+            kwargs["Limit"] = limit
         while True:
             page = self.client.query(**kwargs)
             for item in page.get("Items", []):
                 yield from_item(item)
-            if "LastEvaluatedKey" not in page:
+            if "LastEvaluatedKey" not in page or limit is not None:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 

@@ -116,3 +116,8 @@ ARTIFACT_UPLOAD_PREFIX = "tenants/"  # the EventBridge rule for uploads matches 
 def simulation_control_key(tenant_id: str, experiment_id: str) -> dict[str, str]:
     """Run control of a simulation: callback token hash, parked task token, sealed LLM keys."""
     return {"pk": tenant_pk(tenant_id), "sk": f"SIMCTL#{experiment_id}"}
+
+
+def export_prefix(tenant_id: str, experiment_id: str) -> str:
+    """Export archives; a bucket lifecycle rule expires everything under `exports/`."""
+    return f"exports/{tenant_id or '_platform'}/{experiment_id}/"

@@ -73,6 +73,12 @@ class MetricChunkStore:
         highs = [float(s["vmax"]) for s in stats if s.get("vmax") is not None]
         return SeriesSummary(sum(int(s["n"]) for s in stats), min(lows, default=None), max(highs, default=None))
 
+    def remove(self, tenant_id: str, run_id: str, key: str) -> int:
+        condition, params = self._window(tenant_id, run_id, key, None)
+        found = [{"pk": i["pk"], "sk": i["sk"]} for i in self.table.query(condition, {}, params, projection="pk, sk")]
+        self.table.batch_delete(found)
+        return len(found)
+
     def _window(self, tenant_id: str, run_id: str, key: str, start_step: Optional[int]) -> tuple[str, dict]:
         params: dict = {":pk": keys.metric_pk(tenant_id, run_id, key)}
         if start_step is None:

@@ -54,6 +54,16 @@ class ObjectStore:
         """Internal objects (checkpoints, specs): no checksum round trip, no registration."""
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under a prefix, 1,000 a request; returns how many."""
+        removed = 0
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            batch = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if batch:
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+                removed += len(batch)
+        return removed
+
     def head(self, key: str) -> Optional[ObjectInfo]:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")

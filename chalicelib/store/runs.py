@@ -160,6 +160,17 @@ class RunStore:
             return False
         return True
 
+    def remove(self, tenant_id: str, run_id: str) -> list[str]:
+        """Delete every item of the run (artifact records included) and its owner record.
+
+        Returns the run's metric keys, so the caller can remove their chunks too.
+        """
+        items = list(self.table.query("pk = :pk", {}, {":pk": keys.run_pk(tenant_id, run_id)}, consistent=True))
+        metric_keys = [i["key"] for i in items if i["sk"].startswith("L#")]
+        self.table.batch_delete([{"pk": i["pk"], "sk": i["sk"]} for i in items])
+        self.directory.forget(run_id)
+        return metric_keys
+
     def put_artifact(self, tenant_id: str, run_id: str, artifact: Artifact) -> None:
         self.table.put({**keys.artifact_key(tenant_id, run_id, artifact.path), "kind": "artifact", "path": artifact.path,
                         "size": artifact.size, "last_modified": artifact.last_modified, "checksum": artifact.checksum})
