@@ -14,6 +14,9 @@ from chalicelib.domain.experiments import ExperimentService
 from chalicelib.domain.history import HistoryService
 from chalicelib.domain.runs import RunService
 from chalicelib.domain.sim_configs import ConfigService
+from chalicelib.domain.sim_deletion import SimulationDeletion
+from chalicelib.domain.sim_exports import ExportService
+from chalicelib.domain.sim_views import SimulationViews
 from chalicelib.domain.sim_runtime import Blobs, SimulationRuntime
 from chalicelib.domain.simulations import Billing, SimulationService
 from chalicelib.domain.tokens import PageTokens
@@ -22,6 +25,7 @@ from chalicelib.store import keys
 from chalicelib.store.directory import Directory
 from chalicelib.store.dynamo import Table
 from chalicelib.store.experiments import ExperimentStore
+from chalicelib.store.exports import MultipartUpload
 from chalicelib.store.metric_chunks import MetricChunkStore
 from chalicelib.store.objects import ObjectStore
 from chalicelib.store.agent_data import AgentDataStore
@@ -140,6 +144,27 @@ class Services:
         return SimulationRuntime(self.simulation_store, self.controls, self.agent_data, self.runs, self.configs,
                                  Blobs(o.load_spec, o.load_checkpoint, o.save_checkpoint, o.load_artifacts,
                                        o.save_artifacts))
+
+    @cached_property
+    def sim_views(self) -> SimulationViews:
+        return SimulationViews(self.simulation_store, self.controls, self.agent_data, self.metric_chunks, self.runs,
+                               self.configs)
+
+    @cached_property
+    def sim_deletion(self) -> SimulationDeletion:
+        return SimulationDeletion(self.sim_views, self.simulation_store, self.controls, self.agent_data,
+                                  self.run_store, self.metric_chunks, self.objects,
+                                  [keys.simulation_prefix, keys.export_prefix])
+
+    @cached_property
+    def sim_exports(self) -> ExportService:
+        objects = self.objects
+        return ExportService(
+            self.sim_views, self.agent_data, self.metric_chunks, self.sim_objects,
+            open_sink=lambda key: MultipartUpload(self.s3, objects.bucket, key, "application/zip",
+                                                  self.settings.export_part_bytes),
+            download_url=objects.download_url,
+            export_key=lambda tenant, exp, export_id: f"{keys.export_prefix(tenant, exp)}{export_id}.zip")
 
 
 _lock = threading.Lock()
