@@ -18,6 +18,7 @@ from chalicelib.store.objects import ObjectStore
 
 INLINE_LIMIT = 300_000  # bytes of compressed agent states kept in the tick item; above, in S3
 LOG_LINES = 1_000
+STREAM_PAGE = 16  # instants per page when streaming: memory holds at most this many, whatever the run's length
 
 
 def pack(value: Any) -> bytes:
@@ -115,7 +116,8 @@ class AgentDataStore:
     def instants(self, tenant_id: str, experiment_id: str) -> Iterable[dict]:
         """Every instant in time order, one at a time (exports stream through this)."""
         for item in self.table.query("pk = :pk AND begins_with(sk, :p)", {},
-                                     {":pk": keys.simulation_pk(tenant_id, experiment_id), ":p": "TICK#"}):
+                                     {":pk": keys.simulation_pk(tenant_id, experiment_id), ":p": "TICK#"},
+                                     page_size=STREAM_PAGE):
             yield self._instant(item)
 
     def _instant(self, item: dict) -> dict:
@@ -142,7 +144,7 @@ class AgentDataStore:
 
     def delete_all(self, tenant_id: str, experiment_id: str, agent_ids: Iterable[int]) -> int:
         """Remove every item of the simulation: its own partition and each agent's. Returns the count."""
-        partitions = [keys.simulation_pk(tenant_id, experiment_id)]
+        partitions = [keys.simulation_pk(tenant_id, experiment_id), keys.inbox_pk(tenant_id, experiment_id)]
         partitions += [keys.agent_pk(tenant_id, experiment_id, a) for a in agent_ids]
         removed = 0
         for pk in partitions:
@@ -155,17 +157,17 @@ class AgentDataStore:
     # inbox: messages and surveys queued for a running agent ---------------------------------------
     def enqueue(self, tenant_id: str, experiment_id: str, kind: str, body: dict) -> str:
         message_id = new_id()
-        self.table.put({"pk": keys.simulation_pk(tenant_id, experiment_id), "sk": f"INBOX#{message_id}",
+        self.table.put({"pk": keys.inbox_pk(tenant_id, experiment_id), "sk": f"INBOX#{message_id}",
                         "message_id": message_id, "kind": kind, "body": json.dumps(body), "processed": False})
         return message_id
 
     def pending(self, tenant_id: str, experiment_id: str) -> list[dict]:
         items = self.table.query("pk = :pk AND begins_with(sk, :p)", {"#done": "processed"}, {
-            ":pk": keys.simulation_pk(tenant_id, experiment_id), ":p": "INBOX#", ":no": False},
+            ":pk": keys.inbox_pk(tenant_id, experiment_id), ":p": "INBOX#", ":no": False},
             filter_expression="#done = :no", consistent=True)
         return [{"id": i["message_id"], "kind": i["kind"], **json.loads(i["body"])} for i in items]
 
     def mark_processed(self, tenant_id: str, experiment_id: str, message_ids: list[str]) -> None:
         for message_id in message_ids:
-            self.table.update({"pk": keys.simulation_pk(tenant_id, experiment_id), "sk": f"INBOX#{message_id}"},
+            self.table.update({"pk": keys.inbox_pk(tenant_id, experiment_id), "sk": f"INBOX#{message_id}"},
                               "SET #done = :yes", names={"#done": "processed"}, params={":yes": True})

@@ -102,8 +102,8 @@ class Table:
     def query(self, key_condition: str, names: dict[str, str], params: dict[str, Any], *,
               index: Optional[str] = None, forward: bool = True, filter_expression: Optional[str] = None,
               projection: Optional[str] = None, consistent: bool = False,
-              limit: Optional[int] = None) -> Iterator[dict[str, Any]]:
-        """Every matching item, following DynamoDB's 1 MB pages (at most `limit` items if given)."""
+              limit: Optional[int] = None, page_size: Optional[int] = None) -> Iterator[dict[str, Any]]:
+        """Every matching item, page by page (at most `limit` items if given; pages of `page_size` items)."""
         kwargs: dict[str, Any] = {
             "TableName": self.name,
             "KeyConditionExpression": key_condition,
@@ -118,8 +118,8 @@ class Table:
         if projection:
             kwargs["ProjectionExpression"] = projection
         _add_expression(kwargs, None, names, params)
-        if limit is not None:
-            kwargs["Limit"] = limit
+        if limit is not None or page_size is not None:
+            kwargs["Limit"] = limit if limit is not None else page_size
         while True:
             page = self.client.query(**kwargs)
             for item in page.get("Items", []):

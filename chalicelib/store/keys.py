@@ -91,6 +91,11 @@ def simulation_pk(tenant_id: str, experiment_id: str) -> str:
     return f"T#{tenant_id}#X#{experiment_id}"
 
 
+def inbox_pk(tenant_id: str, experiment_id: str) -> str:
+    """Messages and surveys queued for running agents: apart, so reading them never touches the ticks."""
+    return f"T#{tenant_id}#X#{experiment_id}#INBOX"
+
+
 def agent_pk(tenant_id: str, experiment_id: str, agent_id: int) -> str:
     """Partition of one agent's history: status chunks, dialogs, survey answers."""
     return f"T#{tenant_id}#X#{experiment_id}#A#{agent_id}"
@@ -121,3 +126,26 @@ def simulation_control_key(tenant_id: str, experiment_id: str) -> dict[str, str]
 def export_prefix(tenant_id: str, experiment_id: str) -> str:
     """Export archives; a bucket lifecycle rule expires everything under `exports/`."""
     return f"exports/{tenant_id or '_platform'}/{experiment_id}/"
+
+
+def account_key(tenant_id: str) -> dict[str, str]:
+    """A tenant's account: its balance (Decimal, CNY), beside its simulations in the simulations table."""
+    return {"pk": tenant_pk(tenant_id), "sk": "ACCOUNT"}
+
+
+BILL_SK_PREFIX = "BILL#"
+
+
+def bill_key(tenant_id: str, bill_id: str) -> dict[str, str]:
+    """One bill line; bill ids are ULIDs, so the lines of a tenant sort by creation time."""
+    return {"pk": tenant_pk(tenant_id), "sk": f"{BILL_SK_PREFIX}{bill_id}"}
+
+
+def experiment_billed_key(tenant_id: str, experiment_id: str) -> dict[str, str]:
+    """Guard item: a simulation is billed once; written in the same transaction as its bill lines."""
+    return {"pk": tenant_pk(tenant_id), "sk": f"BILLED#{experiment_id}"}
+
+
+def recharge_request_key(tenant_id: str, request_id: str) -> dict[str, str]:
+    """Guard item: a recharge with an idempotency key credits once."""
+    return {"pk": tenant_pk(tenant_id), "sk": f"RECHARGE#{request_id}"}
