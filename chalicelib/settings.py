@@ -19,6 +19,11 @@ ENGINE_HEARTBEAT_SECONDS = "AGORA_ENGINE_HEARTBEAT_SECONDS"
 SIM_STEP_PAUSE_SECONDS = "AGORA_SIM_STEP_PAUSE_SECONDS"
 ENGINE_COMMAND = "AGORA_ENGINE_COMMAND"
 EXPORT_PART_BYTES = "AGORA_EXPORT_PART_BYTES"
+ENGINE_CLUSTER = "AGORA_ENGINE_CLUSTER"
+ENGINE_TASK_DEFINITION = "AGORA_ENGINE_TASK_DEFINITION"
+ENGINE_CONTAINER = "AGORA_ENGINE_CONTAINER"
+ENGINE_SUBNETS = "AGORA_ENGINE_SUBNETS"
+ENGINE_SECURITY_GROUPS = "AGORA_ENGINE_SECURITY_GROUPS"
 BUCKET = "AGORA_BUCKET"
 TOKEN_SECRET = "AGORA_TOKEN_SECRET"
 ADMIN_KEY = "AGORA_ADMIN_KEY"
@@ -56,6 +61,11 @@ class Settings:
     sim_step_pause_seconds: int
     engine_command: str
     export_part_bytes: int
+    engine_cluster: str = ""
+    engine_task_definition: str = ""
+    engine_container: str = "engine"
+    engine_subnets: tuple[str, ...] = ()
+    engine_security_groups: tuple[str, ...] = ()
 
     @classmethod
     def from_environ(cls) -> Settings:
@@ -90,7 +100,16 @@ class Settings:
             sim_step_pause_seconds=int(pause),
             engine_command=os.environ.get(ENGINE_COMMAND, "").strip(),
             export_part_bytes=_part_bytes(),
+            engine_cluster=os.environ.get(ENGINE_CLUSTER, "").strip(),
+            engine_task_definition=os.environ.get(ENGINE_TASK_DEFINITION, "").strip(),
+            engine_container=os.environ.get(ENGINE_CONTAINER, "").strip() or "engine",
+            engine_subnets=_names(ENGINE_SUBNETS),
+            engine_security_groups=_names(ENGINE_SECURITY_GROUPS),
         )
+
+
+def _names(variable: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in os.environ.get(variable, "").split(",") if n.strip())
 
 
 def _part_bytes() -> int:

@@ -10,6 +10,7 @@ import boto3
 from botocore.config import Config
 
 from chalicelib.domain.artifacts import ArtifactService
+from chalicelib.domain.billing import BillingRates, BillingService
 from chalicelib.domain.experiments import ExperimentService
 from chalicelib.domain.history import HistoryService
 from chalicelib.domain.runs import RunService
@@ -18,7 +19,7 @@ from chalicelib.domain.sim_deletion import SimulationDeletion
 from chalicelib.domain.sim_exports import ExportService
 from chalicelib.domain.sim_views import SimulationViews
 from chalicelib.domain.sim_runtime import Blobs, SimulationRuntime
-from chalicelib.domain.simulations import Billing, SimulationService
+from chalicelib.domain.simulations import SimulationService
 from chalicelib.domain.tokens import PageTokens
 from chalicelib.settings import Settings, get_settings
 from chalicelib.store import keys
@@ -29,6 +30,7 @@ from chalicelib.store.exports import MultipartUpload
 from chalicelib.store.metric_chunks import MetricChunkStore
 from chalicelib.store.objects import ObjectStore
 from chalicelib.store.agent_data import AgentDataStore
+from chalicelib.store.billing import BillingStore
 from chalicelib.store.orchestration import StepFunctions
 from chalicelib.store.runs import RunStore
 from chalicelib.store.secrets import ConfigSecrets
@@ -128,8 +130,9 @@ class Services:
         return StepFunctions(self.client("stepfunctions"), self.settings.state_machine_arn)
 
     @cached_property
-    def billing(self) -> Billing:
-        return Billing()
+    def billing(self) -> BillingService:
+        return BillingService(BillingStore(Table(self.dynamodb, self.settings.simulations_table)),
+                              self.simulation_store, BillingRates.from_environ())
 
     @cached_property
     def simulations(self) -> SimulationService:
@@ -165,6 +168,17 @@ class Services:
                                                   self.settings.export_part_bytes),
             download_url=objects.download_url,
             export_key=lambda tenant, exp, export_id: f"{keys.export_prefix(tenant, exp)}{export_id}.zip")
+
+    @cached_property
+    def purge(self) -> PurgeService:
+        from chalicelib.domain.purge import PurgePolicy, PurgeService
+        from chalicelib.store.purge import PurgeStore
+
+        s = self.settings
+        store = PurgeStore(Table(self.dynamodb, s.experiments_table), Table(self.dynamodb, s.runs_table),
+                           Table(self.dynamodb, s.metrics_table), Table(self.dynamodb, s.directory_table),
+                           self.s3, s.bucket)
+        return PurgeService(store, PurgePolicy(s.retention_days))
 
 
 _lock = threading.Lock()

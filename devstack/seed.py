@@ -1,7 +1,9 @@
 """Platform configs a fresh local stack starts with, so a simulation can be launched with no set-up."""
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
+from typing import Iterable
 
 from chalicelib.domain.records import Principal
 from chalicelib.domain.sim_configs import ConfigBody
@@ -9,6 +11,7 @@ from chalicelib.wiring import Services
 
 DEFAULT_CITY = Path(__file__).resolve().parent.parent / "chalicelib" / "sim" / "data" / "default_city.json"
 ADMIN = Principal(tenant_id="", role="admin")
+LOCAL_CREDIT = Decimal("100")  # CNY each local tenant starts with, so a simulation can be launched at once
 
 
 def seed_platform_configs(wired: Services) -> dict[str, str]:
@@ -39,3 +42,9 @@ def seed_platform_configs(wired: Services) -> dict[str, str]:
     for kind, body in bodies.items():
         ids[kind] = configs.create(ADMIN, kind, body).id
     return ids
+
+
+def credit_local_tenants(wired: Services, tenants: Iterable[str], amount: Decimal = LOCAL_CREDIT) -> None:
+    """Give each local tenant a starting balance; the idempotency key makes a repeated seed credit once."""
+    for tenant in tenants:
+        wired.billing.recharge(tenant, amount, request_id="local-seed", description="local stack starting credit")

@@ -130,6 +130,8 @@ def _start(api_port: int, moto_port: int, stage: str, stoppers: list[Callable[[]
 
     keys = seed_keys(wiring.services().directory)
     platform_configs = _seed_platform_configs(wiring.services())
+    from devstack.seed import credit_local_tenants
+    credit_local_tenants(wiring.services(), keys.tenants)
 
     thread = threading.Thread(target=api_server.server.serve_forever, name="agora-api", daemon=True)
     thread.start()

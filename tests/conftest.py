@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from typing import Iterator
 
 import boto3
@@ -23,6 +24,7 @@ botocore.session.Session._register_data_loader = (
     lambda self: self._components.register_component("data_loader", _LOADER))
 
 KEYS = {"tenant-a": "key-a", "tenant-b": "key-b"}
+SIM_CREDIT = Decimal("100")  # CNY credited to each tenant by `sim_client`
 ADMIN_KEY = "admin-key"
 
 
@@ -35,6 +37,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv(settings.TOKEN_SECRET, "test-token-secret")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "1")
 
 
 @pytest.fixture
@@ -86,6 +89,8 @@ def sim_client(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Clien
         for tenant, key in KEYS.items():
             directory.put_api_key(hash_api_key(key), Principal(tenant, "tenant"))
         directory.put_api_key(hash_api_key(ADMIN_KEY), Principal("", "admin"))
+        for tenant in KEYS:  # launching needs a positive balance
+            wiring.services().billing.recharge(tenant, SIM_CREDIT, request_id="test-credit")
         try:
             with Client(app, stage_name="dev", project_dir=os.path.dirname(os.path.dirname(__file__))) as test_client:
                 yield test_client

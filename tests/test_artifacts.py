@@ -11,31 +11,10 @@ from urllib.parse import parse_qs, quote, urlparse
 import requests
 
 from tests.conftest import auth
+from tests.tracking_helpers import EXPERIMENTS, RUNS, assert_error, data, new_experiment, send
 
-EXPERIMENTS = "/api/v1/experiments"
-RUNS = "/api/v1/experiments/runs"
 BOUNDARY = "----agora-test-boundary"
 MAX_DIRECT_UPLOAD = 4 * 1024 * 1024
-
-
-def send(client, method: str, path: str, body: Any = None, tenant: str = "tenant-a"):
-    payload = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
-    return getattr(client.http, method)(path, headers=auth(tenant), body=payload)
-
-
-def data(response) -> Any:
-    return json.loads(response.body)
-
-
-def assert_error(response, status: int) -> None:
-    assert response.status_code == status, response.body
-    assert "detail" in data(response), response.body
-
-
-def new_experiment(client, name: str = "artifacts", tenant: str = "tenant-a") -> str:
-    response = send(client, "post", EXPERIMENTS, {"name": name}, tenant)
-    assert response.status_code == 201, response.body
-    return data(response)["id"]
 
 
 def new_run(client, experiment_id: str | None = None, tenant: str = "tenant-a") -> str:

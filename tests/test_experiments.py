@@ -12,19 +12,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import auth
+from tests.tracking_helpers import EXPERIMENTS, assert_error, data, send
 
-EXPERIMENTS = "/api/v1/experiments"
 EXPERIMENT_FIELDS = {"id", "name", "description", "artifact_location", "lifecycle_stage", "tags", "created_at",
                      "updated_at"}
-
-
-def send(client, method: str, path: str, body: Any = None, tenant: str = "tenant-a"):
-    payload = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
-    return getattr(client.http, method)(path, headers=auth(tenant), body=payload)
-
-
-def data(response) -> Any:
-    return json.loads(response.body)
 
 
 def create(client, name: str, tenant: str = "tenant-a", **fields: Any) -> dict:
@@ -47,11 +38,6 @@ def listing(client, query: str = "", tenant: str = "tenant-a") -> dict:
 
 def names(page: dict) -> set[str]:
     return {e["name"] for e in page["experiments"]}
-
-
-def assert_error(response, status: int) -> None:
-    assert response.status_code == status, response.body
-    assert "detail" in data(response), response.body
 
 
 # --- create -----------------------------------------------------------------------------------

@@ -14,23 +14,8 @@ from urllib.parse import quote
 import pytest
 
 from tests.conftest import auth
+from tests.tracking_helpers import EXPERIMENTS, RUNS, assert_error, data, send
 
-EXPERIMENTS = "/api/v1/experiments"
-RUNS = "/api/v1/experiments/runs"
-
-
-def send(client, method: str, path: str, body: Any = None, tenant: str = "tenant-a"):
-    payload = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
-    return getattr(client.http, method)(path, headers=auth(tenant), body=payload)
-
-
-def data(response) -> Any:
-    return json.loads(response.body)
-
-
-def assert_error(response, status: int) -> None:
-    assert response.status_code == status, response.body
-    assert "detail" in data(response), response.body
 
 
 def new_run(client, experiment_id: str | None = None) -> str:

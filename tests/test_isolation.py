@@ -9,9 +9,8 @@ from typing import Any, Optional
 import pytest
 
 from tests.conftest import auth
+from tests.tracking_helpers import EXPERIMENTS, RUNS, data
 
-EXPERIMENTS = "/api/v1/experiments"
-RUNS = "/api/v1/experiments/runs"
 BOUNDARY = "----agora-isolation"
 MULTIPART_BODY = (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="f.txt"\r\n'
                   f"Content-Type: text/plain\r\n\r\nhello\r\n--{BOUNDARY}--\r\n").encode()
@@ -63,10 +62,6 @@ ROUTES_WITHOUT_IDS = {
     "list experiments": Route("get", EXPERIMENTS),
 }
 ALL_ROUTES = {**ROUTES_WITHOUT_IDS, **ROUTES_WITH_IDS}
-
-
-def data(response) -> Any:
-    return json.loads(response.body)
 
 
 def post(client, path: str, body: Any, tenant: str = "tenant-a") -> dict:

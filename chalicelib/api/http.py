@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import functools
 import json
+from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Optional
 from urllib.parse import parse_qs
 
 from chalice import Blueprint, Response
@@ -22,9 +23,6 @@ MULTIPART = "multipart/form-data"
 FORM = "application/x-www-form-urlencoded"
 
 STATUS = {InvalidInput: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, Conflict: 409, PayloadTooLarge: 413}
-
-Model = TypeVar("Model", bound=BaseModel)
-
 
 def json_response(body: Any, status: int = 200, headers: Optional[dict[str, str]] = None) -> Response:
     return Response(body=json.dumps(body, allow_nan=False), status_code=status,
@@ -43,12 +41,32 @@ def validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
     return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors(include_url=False)]
 
 
+@dataclass(frozen=True)
+class RouteDoc:
+    """What the OpenAPI document says of a route; recorded where the route is declared."""
+
+    path: str
+    method: str
+    view: Callable[..., Any]
+    access: str
+    status: int
+    body: Optional[type[BaseModel]]
+    query: tuple[str, ...]
+    content_types: tuple[str, ...]
+
+
+ROUTES: list[RouteDoc] = []
+
+
 class Request:
     """What a view reads of a request: the principal, parsed query and body."""
 
-    def __init__(self, raw: Any, principal: Principal) -> None:
+    def __init__(self, raw: Any, principal: Principal, body_model: Optional[type[BaseModel]] = None,
+                 body_limit: int = MAX_JSON_BODY_BYTES) -> None:
         self.raw = raw
         self.principal = principal
+        self._body_model = body_model
+        self._body_limit = body_limit
 
     @property
     def tenant_id(self) -> str:
@@ -66,10 +84,13 @@ class Request:
         except ValueError as exc:
             raise InvalidInput(f"{name} must be a whole number, got {text!r}") from exc
 
-    def body(self, model: type[Model], limit: int = MAX_JSON_BODY_BYTES) -> Model:
-        data = parse_json_body(self.raw.raw_body, limit)
+    def body(self) -> Any:
+        """The JSON body validated by the model the route declares (`body=`), so the docs cannot drift."""
+        if self._body_model is None:
+            raise TypeError("this route declares no body model")
+        data = parse_json_body(self.raw.raw_body, self._body_limit)
         try:
-            return model.model_validate(data)
+            return self._body_model.model_validate(data)
         except ValidationError as exc:
             raise InvalidInput(validation_detail(exc)) from exc
 
@@ -109,13 +130,14 @@ class Api:
         self.blueprint = Blueprint(import_name)
 
     def route(self, path: str, methods: tuple[str, ...] = ("GET",), *, access: str = "tenant",
-              content_types: tuple[str, ...] = (JSON,), status: int = 200) -> Callable:
+              content_types: tuple[str, ...] = (JSON,), status: int = 200, body: Optional[type[BaseModel]] = None,
+              body_limit: int = MAX_JSON_BODY_BYTES, query: tuple[str, ...] = ()) -> Callable:
         def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(view)
             def handler(**path_params: str) -> Response:
                 raw = self.blueprint.current_request
                 try:
-                    request = Request(raw, _principal(raw, access))
+                    request = Request(raw, _principal(raw, access), body, body_limit)
                     result = view(request, **path_params)
                 except AgoraError as exc:
                     return error_response(STATUS[type(exc)], exc.detail)
@@ -123,6 +145,7 @@ class Api:
 
             self.blueprint.route(path, methods=list(methods), content_types=list(content_types),
                                  authorizer=api_key_authorizer if access in ("tenant", "admin") else None)(handler)
+            ROUTES.extend(RouteDoc(path, m, view, access, status, body, query, content_types) for m in methods)
             return view
 
         return decorator

@@ -23,25 +23,27 @@ def _register(kind: str, base: str) -> None:
         return {"data": [c.to_json() for c in services().configs.list(request.tenant_id, kind)]}
 
     def create_config(request: Request) -> dict:
-        return {"data": services().configs.create(request.principal, kind, request.body(ConfigBody)).to_json()}
+        return {"data": services().configs.create(request.principal, kind, request.body()).to_json()}
 
     def get_config(request: Request, config_id: str) -> dict:
         return {"data": services().configs.get(request.tenant_id, kind, config_id).to_json()}
 
     def update_config(request: Request, config_id: str) -> dict:
-        body = request.body(ConfigBody)
+        body = request.body()
         return {"data": services().configs.update(request.principal, kind, config_id, body).to_json()}
 
     def delete_config(request: Request, config_id: str) -> dict:
         services().configs.delete(request.principal, kind, config_id)
         return {"data": {"message": f"{kind} config deleted"}}
 
-    for view, path, method, status in ((list_configs, base, "GET", 200), (create_config, base, "POST", 201),
-                                       (get_config, base + "/{config_id}", "GET", 200),
-                                       (update_config, base + "/{config_id}", "PUT", 200),
-                                       (delete_config, base + "/{config_id}", "DELETE", 200)):
+    for view, path, method, status, body in ((list_configs, base, "GET", 200, None),
+                                             (create_config, base, "POST", 201, ConfigBody),
+                                             (get_config, base + "/{config_id}", "GET", 200, None),
+                                             (update_config, base + "/{config_id}", "PUT", 200, ConfigBody),
+                                             (delete_config, base + "/{config_id}", "DELETE", 200, None)):
         view.__name__ = f"{view.__name__}_{kind}"
-        api.route(path, (method,), status=status)(view)
+        view.__doc__ = f"{method} a {kind} config" if path.endswith("}") else f"{method} {kind} configs"
+        api.route(path, (method,), status=status, body=body)(view)
 
 
 for _kind, _base in PATHS.items():

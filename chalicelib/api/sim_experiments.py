@@ -27,7 +27,7 @@ def _instant(request: Request) -> tuple[Optional[int], Optional[float]]:
     return day, t
 
 
-@api.route(BASE, ("GET",))
+@api.route(BASE, ("GET",), query=("skip", "limit"))
 def list_simulations(request: Request) -> dict:
     found, total = services().sim_views.list(request.tenant_id, request.int_query("skip", 0),
                                              request.int_query("limit", 100))
@@ -55,7 +55,7 @@ def simulation_metrics(request: Request, experiment_id: str) -> dict:
     return {"data": services().sim_views.metrics(request.tenant_id, experiment_id)}
 
 
-@api.route(BASE + "/{experiment_id}/prompt", ("GET",))
+@api.route(BASE + "/{experiment_id}/prompt", ("GET",), query=("day", "t"))
 def simulation_prompt(request: Request, experiment_id: str) -> dict:
     return {"data": services().sim_views.prompt(request.tenant_id, experiment_id, *_instant(request))}
 
@@ -65,7 +65,7 @@ def agent_profiles(request: Request, experiment_id: str) -> dict:
     return {"data": services().sim_views.profiles(request.tenant_id, experiment_id)}
 
 
-@api.route(BASE + "/{experiment_id}/agents/-/status", ("GET",))
+@api.route(BASE + "/{experiment_id}/agents/-/status", ("GET",), query=("day", "t"))
 def agents_status(request: Request, experiment_id: str) -> dict:
     return {"data": services().sim_views.statuses(request.tenant_id, experiment_id, *_instant(request))}
 
@@ -90,16 +90,16 @@ def agent_surveys(request: Request, experiment_id: str, agent_id: str) -> dict:
     return {"data": services().sim_views.surveys(request.tenant_id, experiment_id, agent_id)}
 
 
-@api.route(AGENT + "/dialog", ("POST",))
+@api.route(AGENT + "/dialog", ("POST",), body=DialogRequest)
 def send_agent_dialog(request: Request, experiment_id: str, agent_id: str) -> dict:
     """Queued for the agent's next tick; 200 exactly, as AgentSociety's UI expects."""
-    body = request.body(DialogRequest)
+    body = request.body()
     return {"data": services().sim_views.send_dialog(request.principal, experiment_id, agent_id, body)}
 
 
-@api.route(AGENT + "/survey", ("POST",))
+@api.route(AGENT + "/survey", ("POST",), body=SurveyRequest)
 def send_agent_survey(request: Request, experiment_id: str, agent_id: str) -> dict:
-    body = request.body(SurveyRequest)
+    body = request.body()
     return {"data": services().sim_views.send_survey(request.principal, experiment_id, agent_id, body)}
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from chalicelib.api.http import Api, Request
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.simulations import LaunchRequest
+from chalicelib.observability import correlation_id, count
 from chalicelib.wiring import services
 
 api = Api(__name__)
@@ -17,10 +18,10 @@ BASE = "/api/run-experiments"
 MAX_PROGRESS_BYTES = 5_000_000
 
 
-@api.route(BASE, ("POST",))
+@api.route(BASE, ("POST",), body=LaunchRequest)
 def launch_simulation(request: Request) -> dict:
-    correlation_id = (request.raw.context or {}).get("requestId", "")
-    exp = services().simulations.launch(request.tenant_id, request.body(LaunchRequest), correlation_id)
+    exp = services().simulations.launch(request.tenant_id, request.body(), correlation_id())
+    count("RunsLaunched")
     return {"data": {"id": exp.id}}
 
 
@@ -77,25 +78,27 @@ class ProgressReport(BaseModel):
     profiles: Optional[list[dict[str, Any]]] = None
 
 
-@api.route(BASE + "/{experiment_id}/finish", ("POST",), access="public")
+@api.route(BASE + "/{experiment_id}/finish", ("POST",), access="public", body=FinishReport,
+           query=("callback_auth_token",))
 def finish_simulation(request: Request, experiment_id: str) -> dict:
-    body = request.body(FinishReport)
+    body = request.body()
     services().simulations.finish(experiment_id, request.query("callback_auth_token"), body.status, body.error)
     return {"data": {"message": "finish accepted"}}
 
 
-@api.route(BASE + "/{experiment_id}/engine/spec", ("GET",), access="public")
+@api.route(BASE + "/{experiment_id}/engine/spec", ("GET",), access="public", query=("callback_auth_token",))
 def engine_spec(request: Request, experiment_id: str) -> dict:
     wired = services()
     exp, _ = wired.simulations.engine_experiment(experiment_id, request.query("callback_auth_token"))
     return {"data": wired.runtime.spec(exp.tenant_id, exp.id).model_dump(mode="json")}
 
 
-@api.route(BASE + "/{experiment_id}/engine/progress", ("POST",), access="public")
+@api.route(BASE + "/{experiment_id}/engine/progress", ("POST",), access="public", body=ProgressReport,
+           body_limit=MAX_PROGRESS_BYTES, query=("callback_auth_token",))
 def engine_progress(request: Request, experiment_id: str) -> dict:
     wired = services()
     exp, control = wired.simulations.engine_experiment(experiment_id, request.query("callback_auth_token"))
-    report = request.body(ProgressReport, MAX_PROGRESS_BYTES)
+    report = request.body()
     if exp.stop_requested or exp.status.ended:
         return {"data": {"stop": True, "inbox": []}}
     updated = wired.runtime.record(

@@ -16,7 +16,8 @@ RUNS = "/api/v1/experiments/runs"
 MAX_DIRECT_UPLOAD_BYTES = 4 * 1024 * 1024
 
 
-@api.route(RUNS + "/{run_id}/log-artifact", ("POST",), content_types=(MULTIPART,))
+@api.route(RUNS + "/{run_id}/log-artifact", ("POST",), content_types=(MULTIPART,),
+           query=("artifact_path",))
 def log_artifact(request: Request, run_id: str) -> dict:
     filename, data, content_type = request.multipart_file("file", MAX_DIRECT_UPLOAD_BYTES)
     path = artifact_path(request.query("artifact_path"), filename)
@@ -28,7 +29,7 @@ def list_artifacts(request: Request, run_id: str) -> dict:
     return {"artifacts": [a.to_json() for a in services().artifacts.list(request.tenant_id, run_id)]}
 
 
-@api.route(RUNS + "/{run_id}/artifacts/download", ("GET",))
+@api.route(RUNS + "/{run_id}/artifacts/download", ("GET",), query=("path",))
 def download_artifact(request: Request, run_id: str) -> Response:
     path = request.query("path")
     if not path:
@@ -36,7 +37,7 @@ def download_artifact(request: Request, run_id: str) -> Response:
     return redirect(services().artifacts.download_url(request.tenant_id, run_id, path))
 
 
-@api.route(RUNS + "/{run_id}/artifact-uploads", ("POST",), status=201)
+@api.route(RUNS + "/{run_id}/artifact-uploads", ("POST",), status=201, body=ArtifactUploadRequest)
 def presign_artifact_upload(request: Request, run_id: str) -> dict:
-    body = request.body(ArtifactUploadRequest)
+    body = request.body()
     return services().artifacts.upload_form(request.tenant_id, run_id, body.path, body.content_type)

@@ -10,12 +10,12 @@ experiments_bp = api.blueprint
 PREFIX = "/api/v1/experiments"
 
 
-@api.route(PREFIX, ("POST",), status=201)
+@api.route(PREFIX, ("POST",), status=201, body=ExperimentCreate)
 def create_experiment(request: Request) -> dict:
-    return services().experiments.create(request.tenant_id, request.body(ExperimentCreate)).to_json()
+    return services().experiments.create(request.tenant_id, request.body()).to_json()
 
 
-@api.route(PREFIX, ("GET",))
+@api.route(PREFIX, ("GET",), query=("search", "lifecycle_stage", "limit", "offset"))
 def list_experiments(request: Request) -> dict:
     limit = request.int_query("limit", 100)
     offset = request.int_query("offset", 0)
@@ -29,9 +29,9 @@ def get_experiment(request: Request, experiment_id: str) -> dict:
     return services().experiments.get(request.tenant_id, experiment_id).to_json()
 
 
-@api.route(PREFIX + "/{experiment_id}", ("PATCH",))
+@api.route(PREFIX + "/{experiment_id}", ("PATCH",), body=ExperimentPatch)
 def update_experiment(request: Request, experiment_id: str) -> dict:
-    patch = request.body(ExperimentPatch)
+    patch = request.body()
     return services().experiments.update(request.tenant_id, experiment_id, patch).to_json()
 
 

@@ -5,6 +5,7 @@ from urllib.parse import unquote
 
 from chalicelib.api.http import Api, Request
 from chalicelib.domain.tracking_models import CompareRuns, LogBatch, LogMetrics, LogParams, RunCreate, RunEnd
+from chalicelib.observability import count
 from chalicelib.wiring import services
 
 api = Api(__name__)
@@ -12,12 +13,12 @@ runs_bp = api.blueprint
 RUNS = "/api/v1/experiments/runs"
 
 
-@api.route(RUNS, ("POST",), status=201)
+@api.route(RUNS, ("POST",), status=201, body=RunCreate)
 def create_run(request: Request) -> dict:
-    return services().runs.create(request.tenant_id, request.body(RunCreate)).to_json()
+    return services().runs.create(request.tenant_id, request.body()).to_json()
 
 
-@api.route(RUNS, ("GET",))
+@api.route(RUNS, ("GET",), query=("experiment_id", "status", "limit", "offset"))
 def list_runs(request: Request) -> dict:
     limit = request.int_query("limit", 100)
     offset = request.int_query("offset", 0)
@@ -26,9 +27,9 @@ def list_runs(request: Request) -> dict:
     return {"runs": [r.to_json() for r in found], "total": total, "limit": limit, "offset": offset}
 
 
-@api.route(RUNS + "/compare", ("POST",))
+@api.route(RUNS + "/compare", ("POST",), body=CompareRuns)
 def compare_runs(request: Request) -> dict:
-    body = request.body(CompareRuns)
+    body = request.body()
     return services().runs.compare(request.tenant_id, body.run_ids, body.metric_keys)
 
 
@@ -37,33 +38,37 @@ def get_run(request: Request, run_id: str) -> dict:
     return services().runs.get(request.tenant_id, run_id).to_json()
 
 
-@api.route(RUNS + "/{run_id}/log-metrics", ("POST",))
+@api.route(RUNS + "/{run_id}/log-metrics", ("POST",), body=LogMetrics)
 def log_metrics(request: Request, run_id: str) -> dict:
-    body = request.body(LogMetrics)
-    return {"logged": services().runs.log(request.tenant_id, run_id, metrics=body.metrics).metrics}
+    body = request.body()
+    logged = services().runs.log(request.tenant_id, run_id, metrics=body.metrics)
+    count("PointsIngested", logged.metrics)
+    return {"logged": logged.metrics}
 
 
-@api.route(RUNS + "/{run_id}/log-params", ("POST",))
+@api.route(RUNS + "/{run_id}/log-params", ("POST",), body=LogParams)
 def log_params(request: Request, run_id: str) -> dict:
-    body = request.body(LogParams)
+    body = request.body()
     return {"logged": services().runs.log(request.tenant_id, run_id, params=body.params).params}
 
 
-@api.route(RUNS + "/{run_id}/log-batch", ("POST",))
+@api.route(RUNS + "/{run_id}/log-batch", ("POST",), body=LogBatch)
 def log_batch(request: Request, run_id: str) -> dict:
-    body = request.body(LogBatch)
+    body = request.body()
     logged = services().runs.log(request.tenant_id, run_id, metrics=body.metrics,
                                  params={p.key: p.value for p in body.params},
                                  tags={t.key: t.value for t in body.tags})
+    count("PointsIngested", logged.metrics)
     return {"metrics": logged.metrics, "params": logged.params, "tags": logged.tags}
 
 
-@api.route(RUNS + "/{run_id}/end", ("POST",))
+@api.route(RUNS + "/{run_id}/end", ("POST",), body=RunEnd)
 def end_run(request: Request, run_id: str) -> dict:
-    return services().runs.end(request.tenant_id, run_id, request.body(RunEnd).status).to_json()
+    return services().runs.end(request.tenant_id, run_id, request.body().status).to_json()
 
 
-@api.route(RUNS + "/{run_id}/metrics/{key}", ("GET",))
+@api.route(RUNS + "/{run_id}/metrics/{key}", ("GET",),
+           query=("start_step", "end_step", "page_token", "limit", "max_points"))
 def metric_history(request: Request, run_id: str, key: str) -> dict:
     # a key with '/' travels percent-encoded (%2F) in its path segment
     return services().history.read(

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Optional
 
 from chalicelib.domain import validation as rules
+from chalicelib.domain.api_keys import TENANT_ID_PATTERN
 from chalicelib.domain.clock import iso
 from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
 from chalicelib.domain.records import Artifact, Run
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+MAX_ARTIFACT_PATH = 1024
+_RECORD_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # experiment and run ids are lower-case ULIDs
+
 
 def artifact_path(directory: Optional[str], filename: str) -> str:
     """Join the optional artifact directory and the file name, refusing anything that escapes the run."""
@@ -29,8 +34,8 @@ def artifact_path(directory: Optional[str], filename: str) -> str:
         rules.check_relative_path(path, "artifact path")
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
-    if len(path) > 1024:
-        raise InvalidInput("artifact path is longer than 1024 characters")
+    if len(path) > MAX_ARTIFACT_PATH:
+        raise InvalidInput(f"artifact path is longer than {MAX_ARTIFACT_PATH} characters")
     return path
 
 
@@ -66,24 +71,40 @@ class ArtifactService:
                 "expires_at": expires.isoformat(timespec="seconds")}
 
     def register_object(self, object_key: str) -> str:
-        """Record an object that landed in S3; returns what was done, for the log. Never raises for bad keys."""
+        """Record an object that landed in S3; returns what was done, for the log. Never raises for bad keys.
+
+        The key is untrusted: tenant, experiment and run are re-derived from it and must name an
+        existing run of that tenant and experiment, whose experiment is active (uploading to a run
+        of a deleted experiment is refused through the API too, and a purged run has no RUN item
+        left). Size and checksum come from S3 itself, not from the event. A repeated event finds
+        the same record and writes nothing.
+        """
         parsed = keys.parse_run_artifact_key(object_key)
         if parsed is None:
             return "ignored: outside the run artifact layout"
         tenant_id, experiment_id, run_id, path = parsed
+        if not TENANT_ID_PATTERN.match(tenant_id) or not _RECORD_ID.match(experiment_id) \
+                or not _RECORD_ID.match(run_id):
+            return "ignored: not a tenant, experiment or run id"
         try:
             rules.check_relative_path(path)
         except ValueError:
             return "ignored: path escapes the run"
+        if len(path) > MAX_ARTIFACT_PATH or any(ch < " " or ch == "\x7f" for ch in path):
+            return "ignored: not a valid artifact path"
         run = self.run_store.get(tenant_id, run_id)
         if run is None or run.experiment_id != experiment_id:
             return "ignored: no such run for that tenant and experiment"
+        exp = self.runs.experiments.store.get(tenant_id, experiment_id)
+        if exp is None or not exp.active:
+            return "ignored: the run's experiment is deleted"
         info = self.objects.head(object_key)
         if info is None:
             return "ignored: object is gone"
-        self.run_store.put_artifact(tenant_id, run_id, Artifact(path=path, size=info.size,
-                                                                last_modified=iso(info.last_modified_ms),
-                                                                checksum=info.checksum))
+        artifact = Artifact(path=path, size=info.size, last_modified=iso(info.last_modified_ms), checksum=info.checksum)
+        if self.run_store.get_artifact(tenant_id, run_id, path) == artifact:
+            return "already registered"
+        self.run_store.put_artifact(tenant_id, run_id, artifact)
         return "registered"
 
     def _writable_run(self, tenant_id: str, run_id: str) -> Run:

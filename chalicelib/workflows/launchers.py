@@ -9,7 +9,8 @@ import os
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 ENGINE_MODULE = "chalicelib.sim.remote"
 TOKEN_ENV = "AGORA_CALLBACK_TOKEN"
@@ -35,3 +36,32 @@ class ProcessLauncher:
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    start_new_session=True)
         return f"process:{process.pid}"
+
+
+@dataclass
+class EcsLauncher:
+    """Runs the engine as a Fargate task (production). The token travels as a container override
+    environment variable: visible to principals allowed `ecs:DescribeTasks`, never on a command line."""
+
+    client: Any
+    cluster: str
+    task_definition: str
+    container: str
+    subnets: list[str]
+    api_url: str
+    security_groups: list[str] = field(default_factory=list)
+
+    def launch(self, experiment_id: str, callback_token: str) -> str:
+        environment = [{"name": TOKEN_ENV, "value": callback_token}, {"name": API_URL_ENV, "value": self.api_url},
+                       {"name": EXPERIMENT_ENV, "value": experiment_id}]
+        network = {"subnets": self.subnets, "assignPublicIp": "DISABLED"}
+        if self.security_groups:
+            network["securityGroups"] = self.security_groups
+        answer = self.client.run_task(
+            cluster=self.cluster, taskDefinition=self.task_definition, launchType="FARGATE", count=1,
+            startedBy=f"agora-{experiment_id}"[:36], networkConfiguration={"awsvpcConfiguration": network},
+            overrides={"containerOverrides": [{"name": self.container, "environment": environment}]},
+            tags=[{"key": "agora:experiment", "value": experiment_id}])
+        if answer.get("failures") or not answer.get("tasks"):
+            raise RuntimeError(f"the engine task did not start: {answer.get('failures')}")
+        return answer["tasks"][0]["taskArn"]

@@ -8,8 +8,9 @@ from typing import Any
 from chalice import Blueprint
 
 from chalicelib.domain.simulations import hash_token
+from chalicelib.observability import count
 from chalicelib.wiring import services
-from chalicelib.workflows.launchers import ProcessLauncher
+from chalicelib.workflows.launchers import EcsLauncher, ProcessLauncher
 
 logger = logging.getLogger(__name__)
 simulation_bp = Blueprint(__name__)
@@ -36,15 +37,30 @@ def launch_engine(event: dict[str, Any], context: Any) -> dict:
     wired = services()
     token = secrets.token_urlsafe(32)
     wired.controls.park(tenant_id, experiment_id, event["task_token"], hash_token(token))
-    where = ProcessLauncher(wired.settings.public_api_url, wired.settings.engine_command).launch(experiment_id, token)
+    where = engine_launcher(wired).launch(experiment_id, token)
     wired.agent_data.append_log(tenant_id, experiment_id, [f"external engine started ({where})"])
     return {"launched": where}
 
 
+def engine_launcher(wired: Any) -> Any:
+    """`AGORA_ENGINE_LAUNCHER`: "process" (local stack, tests) or "ecs" (a Fargate task in production)."""
+    cfg = wired.settings
+    if cfg.engine_launcher == "ecs":
+        if not (cfg.engine_cluster and cfg.engine_task_definition and cfg.engine_subnets):
+            raise RuntimeError("AGORA_ENGINE_LAUNCHER=ecs needs AGORA_ENGINE_CLUSTER, AGORA_ENGINE_TASK_DEFINITION "
+                               "and AGORA_ENGINE_SUBNETS")
+        return EcsLauncher(wired.client("ecs"), cfg.engine_cluster, cfg.engine_task_definition, cfg.engine_container,
+                           list(cfg.engine_subnets), cfg.public_api_url, list(cfg.engine_security_groups))
+    return ProcessLauncher(cfg.public_api_url, cfg.engine_command)
+
+
 @simulation_bp.lambda_function(name="bill_simulation")
 def bill_simulation(event: dict[str, Any], context: Any) -> dict:
-    """The billing seam: nothing is charged until the billing capability lands."""
-    return {"billed": False}
+    """Bill the ended run once (FINISHED, STOPPED and ERROR alike); a retry or a second path bills nothing more."""
+    summary = services().billing.bill_experiment(*_ids(event))
+    if summary.get("billed"):  # a repeated bill step writes nothing and counts nothing
+        count("BillsWritten", len(summary["bill_ids"]))
+    return summary
 
 
 @simulation_bp.lambda_function(name="finalize_simulation")

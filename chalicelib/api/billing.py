@@ -1,0 +1,55 @@
+"""Billing (AgentSociety's commercial `/api/account` and `/api/bills`) and the admin's recharge."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from chalice import Response
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from chalicelib.api.http import Api, Request, json_response
+from chalicelib.domain.api_keys import check_tenant_id
+from chalicelib.domain.billing import parse_amount
+from chalicelib.domain.errors import InvalidInput
+from chalicelib.wiring import services
+
+api = Api(__name__)
+billing_bp = api.blueprint
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+class RechargeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: Any  # a decimal string ("100.00") or a JSON number; checked by parse_amount
+    request_id: Optional[StrictStr] = None  # the same as the Idempotency-Key header
+    description: StrictStr = Field(default="", max_length=255)
+
+
+@api.route("/api/account", ("GET",))
+def get_account(request: Request) -> dict:
+    return {"data": services().billing.account(request.tenant_id).to_json()}
+
+
+@api.route("/api/bills", ("GET",))
+def list_bills(request: Request) -> dict:
+    item = request.query("item") or None
+    total, lines = services().billing.bills(request.tenant_id, item, request.int_query("skip", 0),
+                                            request.int_query("limit", 100))
+    return {"total": total, "data": [line.to_json() for line in lines]}
+
+
+@api.route("/api/admin/accounts/{tenant_id}/recharge", ("POST",), access="admin", body=RechargeBody)
+def recharge(request: Request, tenant_id: str) -> Response:
+    try:
+        check_tenant_id(tenant_id)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+    body = request.body()
+    amount = parse_amount(body.amount)
+    header = (request.raw.headers or {}).get(IDEMPOTENCY_HEADER.lower())
+    if header is not None and body.request_id is not None and header != body.request_id:
+        raise InvalidInput(f"the {IDEMPOTENCY_HEADER} header and request_id differ; send one of them")
+    request_id = header if header is not None else body.request_id
+    account, bill, replayed = services().billing.recharge(tenant_id, amount, request_id, body.description)
+    return json_response({"data": {"account": account.to_json(), "bill": bill.to_json()}},
+                         headers={"Idempotent-Replayed": "true"} if replayed else None)

@@ -1,0 +1,30 @@
+"""Shared helpers of the tracking API tests: requests as a tenant, error checks, new experiments."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.conftest import auth
+
+EXPERIMENTS = "/api/v1/experiments"
+RUNS = "/api/v1/experiments/runs"
+
+
+def send(client, method: str, path: str, body: Any = None, tenant: str = "tenant-a"):
+    payload = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
+    return getattr(client.http, method)(path, headers=auth(tenant), body=payload)
+
+
+def data(response) -> Any:
+    return json.loads(response.body)
+
+
+def assert_error(response, status: int) -> None:
+    assert response.status_code == status, response.body
+    assert "detail" in data(response), response.body
+
+
+def new_experiment(client, name: str = "exp", tenant: str = "tenant-a") -> str:
+    response = send(client, "post", EXPERIMENTS, {"name": name}, tenant)
+    assert response.status_code == 201, response.body
+    return data(response)["id"]

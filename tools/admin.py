@@ -1,0 +1,85 @@
+"""Operator CLI: create the API keys of a deployed stack (the first tenant, the platform admin).
+
+    python -m tools.admin create-key --stack agora --tenant acme
+    python -m tools.admin create-key --stack agora --admin
+
+The key is printed once on stdout and stored only as its SHA-256 hash, exactly as the local stack
+stores its keys (devstack/tenants.py). Needs AWS credentials allowed to DescribeStacks (with
+--stack) and PutItem on the directory table.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Optional, Sequence
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.domain.api_keys import check_tenant_id, hash_api_key, new_api_key
+from chalicelib.domain.records import Principal
+from chalicelib.store.directory import Directory
+from chalicelib.store.dynamo import Table
+
+DIRECTORY_OUTPUT = "DirectoryTableName"  # an output of infra/template.json
+
+
+class AdminError(Exception):
+    """Something the operator has to fix; printed without a traceback."""
+
+
+def directory_table(session: Any, stack: Optional[str], table: Optional[str]) -> str:
+    """The directory table's name: given, or read from the stack's outputs."""
+    if table:
+        return table
+    stacks = session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    if DIRECTORY_OUTPUT not in outputs:
+        raise AdminError(f"stack {stack} has no output {DIRECTORY_OUTPUT}: is it an Agora stack, fully deployed?")
+    return outputs[DIRECTORY_OUTPUT]
+
+
+def create_key(session: Any, table_name: str, principal: Principal, label: str) -> str:
+    """A new key for `principal`; only its hash reaches the table. Returns the plain key."""
+    key = new_api_key()
+    Directory(Table(session.client("dynamodb"), table_name)).put_api_key(hash_api_key(key), principal, label=label)
+    return key
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tools.admin", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    create = commands.add_parser("create-key", help="create an API key for a tenant (or the platform admin)")
+    where = create.add_mutually_exclusive_group(required=True)
+    where.add_argument("--stack", help="CloudFormation stack name; the directory table is read from its outputs")
+    where.add_argument("--table", help="the directory table's name (instead of --stack)")
+    who = create.add_mutually_exclusive_group(required=True)
+    who.add_argument("--tenant", help="tenant id: 1-63 characters of a-z, 0-9, _ and -")
+    who.add_argument("--admin", action="store_true", help="the platform admin (platform configs, recharges)")
+    create.add_argument("--label", default="", help="a note stored with the key (who or what it is for)")
+    create.add_argument("--region", help="AWS region (default: the AWS CLI's configuration)")
+    create.add_argument("--profile", help="AWS profile (default: the AWS CLI's configuration)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None, session: Any = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.admin:
+            principal = Principal("", "admin")
+        else:
+            principal = Principal(check_tenant_id(args.tenant), "tenant")
+        session = session or boto3.session.Session(region_name=args.region, profile_name=args.profile)
+        table = directory_table(session, args.stack, args.table)
+        key = create_key(session, table, principal, args.label or ("admin" if args.admin else f"tenant {args.tenant}"))
+    except (AdminError, ValueError, ClientError, BotoCoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    who = "the platform admin" if args.admin else f"tenant {args.tenant}"
+    print(f"API key for {who} (stored as its hash in {table}; shown once, keep it now):", file=sys.stderr)
+    print(key)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
