@@ -40,6 +40,14 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "1")
 
 
+def seed_keys() -> None:
+    """The test tenants' keys and the admin key, stored hashed as in production."""
+    directory = wiring.services().directory
+    for tenant, key in KEYS.items():
+        directory.put_api_key(hash_api_key(key), Principal(tenant, "tenant"))
+    directory.put_api_key(hash_api_key(ADMIN_KEY), Principal("", "admin"))
+
+
 @pytest.fixture
 def aws(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.session.Session]:
     with mock_aws():
@@ -47,10 +55,7 @@ def aws(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.sessio
         for name, value in create_resources(session).items():
             monkeypatch.setenv(name, value)
         wiring.reset()
-        directory = wiring.services().directory
-        for tenant, key in KEYS.items():
-            directory.put_api_key(hash_api_key(key), Principal(tenant, "tenant"))
-        directory.put_api_key(hash_api_key(ADMIN_KEY), Principal("", "admin"))
+        seed_keys()
         yield session
         wiring.reset()
 
@@ -85,10 +90,7 @@ def sim_client(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Clien
         for name, value in machine_env.items():
             monkeypatch.setenv(name, value)
         wiring.reset()
-        directory = wiring.services().directory
-        for tenant, key in KEYS.items():
-            directory.put_api_key(hash_api_key(key), Principal(tenant, "tenant"))
-        directory.put_api_key(hash_api_key(ADMIN_KEY), Principal("", "admin"))
+        seed_keys()
         for tenant in KEYS:  # launching needs a positive balance
             wiring.services().billing.recharge(tenant, SIM_CREDIT, request_id="test-credit")
         try:

@@ -5,16 +5,13 @@ with `{"max_deletes": N}` to change this one invocation's deletion budget.
 """
 from __future__ import annotations
 
-import json
-import logging
 from typing import Any, Optional
 
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from chalice import Blueprint, Cron
 
+from chalicelib.observability import count, logger
 from chalicelib.wiring import services
 
-logger = logging.getLogger(__name__)
 purge_bp = Blueprint(__name__)
 
 
@@ -22,8 +19,10 @@ purge_bp = Blueprint(__name__)
 def purge_archived_experiments(event: Any) -> dict[str, Any]:
     remaining = getattr(event.context, "get_remaining_time_in_millis", None)
     report = services().purge.run(remaining_ms=remaining, max_deletes=_max_deletes(event.to_dict()))
-    logger.info("purge report: %s", json.dumps(report, sort_keys=True))
-    _emit_metrics(report)
+    logger.info("purge report", extra={"report": report})
+    count("ExperimentsPurged", len(report["experiments_purged"]))
+    count("ItemsDeleted", report["items_deleted"])
+    count("ObjectsDeleted", report["objects_deleted"])
     return report
 
 
@@ -35,11 +34,3 @@ def _max_deletes(payload: dict[str, Any]) -> Optional[int]:
         raise ValueError(f"max_deletes must be a positive whole number, got {value!r}")
     return value
 
-
-def _emit_metrics(report: dict[str, Any]) -> None:
-    """CloudWatch metrics in the embedded metric format (one JSON line on stdout)."""
-    metrics = EphemeralMetrics(namespace="Agora")
-    metrics.add_metric(name="ExperimentsPurged", unit=MetricUnit.Count, value=len(report["experiments_purged"]))
-    metrics.add_metric(name="ItemsDeleted", unit=MetricUnit.Count, value=report["items_deleted"])
-    metrics.add_metric(name="ObjectsDeleted", unit=MetricUnit.Count, value=report["objects_deleted"])
-    metrics.flush_metrics()
