@@ -82,4 +82,5 @@ def observe(event: Any, get_response: Callable[[Any], Any]) -> Any:
     finally:
         if metrics.metric_set:  # an invocation that counted nothing publishes nothing
             metrics.flush_metrics()
+            metrics.clear_metrics()  # flushing does not clear when metrics are disabled (tests, local)
         logger.remove_keys(list(keys))
