@@ -13,6 +13,7 @@ from chalicelib.domain.artifacts import ArtifactService
 from chalicelib.domain.billing import BillingRates, BillingService
 from chalicelib.domain.experiments import ExperimentService
 from chalicelib.domain.history import HistoryService
+from chalicelib.domain.purge import PurgePolicy, PurgeService
 from chalicelib.domain.runs import RunService
 from chalicelib.domain.sim_configs import ConfigService
 from chalicelib.domain.sim_deletion import SimulationDeletion
@@ -32,6 +33,7 @@ from chalicelib.store.objects import ObjectStore
 from chalicelib.store.agent_data import AgentDataStore
 from chalicelib.store.billing import BillingStore
 from chalicelib.store.orchestration import StepFunctions
+from chalicelib.store.purge import PurgeStore
 from chalicelib.store.runs import RunStore
 from chalicelib.store.secrets import ConfigSecrets
 from chalicelib.store.sim_objects import SimulationObjects
@@ -171,9 +173,6 @@ class Services:
 
     @cached_property
     def purge(self) -> PurgeService:
-        from chalicelib.domain.purge import PurgePolicy, PurgeService
-        from chalicelib.store.purge import PurgeStore
-
         s = self.settings
         store = PurgeStore(Table(self.dynamodb, s.experiments_table), Table(self.dynamodb, s.runs_table),
                            Table(self.dynamodb, s.metrics_table), Table(self.dynamodb, s.directory_table),

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import os
+import sys
+import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Iterator
 
 import boto3
@@ -99,3 +102,24 @@ def sim_client(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Clien
         finally:
             moto_bridge.uninstall()
             wiring.reset()
+
+
+@pytest.fixture
+def fake_engine(tmp_path, monkeypatch):
+    """Launch `tests/fake_engine.py` as the external engine; returns a function waiting for its token."""
+    from chalicelib import settings, wiring
+
+    token_file = tmp_path / "token"
+    script = Path(__file__).with_name("fake_engine.py")
+    monkeypatch.setenv(settings.ENGINE_COMMAND, f"{sys.executable} {script} {token_file}")
+    monkeypatch.setenv(settings.PUBLIC_API_URL, "http://127.0.0.1:9")
+    wiring.reset()
+    def token() -> str:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if token_file.exists():
+                return token_file.read_text().split("\n")[0]
+            time.sleep(0.05)
+        raise AssertionError("the external engine was not launched")
+
+    return token

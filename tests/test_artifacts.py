@@ -2,10 +2,8 @@
 presigned POST uploads and their registration by the EventBridge "Object Created" handler."""
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime, timezone
-from typing import Any
 from urllib.parse import parse_qs, quote, urlparse
 
 import requests

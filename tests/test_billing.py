@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import KEYS, SIM_CREDIT, auth
 from tests.sim_helpers import admin, call, make_configs
-from tests.test_sim_runs import fake_engine, finish, launch, report, wait_for_end, wait_until  # noqa: F401 (fixture)
+from tests.test_sim_runs import finish, launch, report, wait_for_end, wait_until
 
 MICRO = Decimal("0.000001")
 

@@ -9,7 +9,6 @@ import json
 from datetime import datetime
 from typing import Any
 
-import pytest
 
 from tests.conftest import auth
 from tests.tracking_helpers import EXPERIMENTS, assert_error, data, send

@@ -6,12 +6,10 @@ min and max so spikes survive.
 from __future__ import annotations
 
 import base64
-import json
 import math
 from typing import Any
 from urllib.parse import quote
 
-import pytest
 
 from tests.conftest import auth
 from tests.tracking_helpers import EXPERIMENTS, RUNS, assert_error, data, send

@@ -145,8 +145,6 @@ def test_simulations_on_the_local_stack(stack_url: str) -> None:
     def experiment(exp_id: str) -> dict:
         return requests.get(f"{stack_url}/api/run-experiments/{exp_id}/status", headers=auth, timeout=10).json()
 
-    from chalicelib import settings  # noqa: F401  (names only)
-
     first = launch("seeded run")
     second = launch("run to stop")
     external = launch("external run", engine="external")

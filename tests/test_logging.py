@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 
 from tests.conftest import auth
 from tests.tracking_helpers import EXPERIMENTS, RUNS, assert_error, data, send

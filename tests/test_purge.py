@@ -16,25 +16,14 @@ from moto.s3.models import s3_backends as moto_s3_backends
 from chalicelib import wiring
 from chalicelib.store import keys
 from tests.conftest import auth
+from tests.tracking_helpers import EXPERIMENTS, RUNS, ok, send
 
-EXPERIMENTS = "/api/v1/experiments"
-RUNS = "/api/v1/experiments/runs"
 BOUNDARY = "----agora-purge-boundary"
 TABLES = ("AGORA_EXPERIMENTS_TABLE", "AGORA_RUNS_TABLE", "AGORA_METRICS_TABLE", "AGORA_DIRECTORY_TABLE")
 CURSOR = {"pk": "SYS#PURGE", "sk": "CURSOR"}
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-def send(client, method: str, path: str, body: Any = None, tenant: str = "tenant-a"):
-    payload = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
-    return getattr(client.http, method)(path, headers=auth(tenant), body=payload)
-
-
-def ok(response, status: int = 200) -> Any:
-    assert response.status_code == status, response.body
-    return json.loads(response.body)
-
 
 def new_experiment(client, name: str, tenant: str = "tenant-a") -> str:
     return ok(send(client, "post", EXPERIMENTS, {"name": name}, tenant), 201)["id"]

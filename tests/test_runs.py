@@ -1,11 +1,9 @@
 """Runs over HTTP (DESIGN.md section 4): create, list per experiment, get, end, compare."""
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
-import pytest
 
 from tests.conftest import auth
 from tests.tracking_helpers import EXPERIMENTS, RUNS, assert_error, data, new_experiment, send

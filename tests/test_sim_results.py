@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import KEYS, auth
 from tests.sim_helpers import call, make_configs
-from tests.test_sim_runs import fake_engine, launch, report, wait_for_end, wait_until  # noqa: F401 (fixture)
+from tests.test_sim_runs import launch, report, wait_for_end, wait_until
 
 WORKFLOW = [{"type": "step", "steps": 24}, {"type": "interview", "question": "How are you?"},
             {"type": "save_context", "save_as": "final", "target": "status"}]

@@ -2,7 +2,6 @@
 into the bucket, the event S3 sends invoked as Lambda would, the artifacts read back over HTTP."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 from datetime import datetime, timedelta, timezone
@@ -14,19 +13,8 @@ import requests
 from chalicelib import wiring
 from chalicelib.store import keys
 from tests.conftest import auth
+from tests.tracking_helpers import EXPERIMENTS, RUNS, ok, send
 
-EXPERIMENTS = "/api/v1/experiments"
-RUNS = "/api/v1/experiments/runs"
-
-
-def send(client, method: str, path: str, body: Any = None, tenant: str = "tenant-a"):
-    payload = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
-    return getattr(client.http, method)(path, headers=auth(tenant), body=payload)
-
-
-def ok(response, status: int = 200) -> Any:
-    assert response.status_code == status, response.body
-    return json.loads(response.body)
 
 
 def new_experiment(client, name: str = "uploads", tenant: str = "tenant-a") -> str:

@@ -28,3 +28,9 @@ def new_experiment(client, name: str = "exp", tenant: str = "tenant-a") -> str:
     response = send(client, "post", EXPERIMENTS, {"name": name}, tenant)
     assert response.status_code == 201, response.body
     return data(response)["id"]
+
+
+def ok(response, status: int = 200) -> Any:
+    """The JSON body of a response that must have `status`."""
+    assert response.status_code == status, response.body
+    return json.loads(response.body)
