@@ -7,7 +7,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
@@ -52,8 +52,8 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class Orchestrator:
-    """The Step Functions calls the domain needs (implemented in the store layer)."""
+class Orchestrator(Protocol):
+    """The Step Functions calls the domain needs (implemented by chalicelib.store.orchestration)."""
 
     def start(self, name: str, payload: dict) -> str: ...
     def describe(self, execution_arn: str) -> Optional[str]: ...
@@ -62,11 +62,10 @@ class Orchestrator:
     def heartbeat(self, task_token: str) -> None: ...
 
 
-class Billing:
-    """The billing seam: balance check at launch, billing at the end (filled in by the billing issue)."""
+class Billing(Protocol):
+    """What a launch asks of billing (implemented by chalicelib.domain.billing.BillingService)."""
 
-    def can_launch(self, tenant_id: str) -> bool:
-        return True
+    def can_launch(self, tenant_id: str) -> bool: ...
 
 
 @dataclass
@@ -205,6 +204,8 @@ class SimulationService:
 
     def finish(self, experiment_id: str, token: Optional[str], outcome: str, error: str) -> None:
         exp, _ = self.engine_experiment(experiment_id, token)
+        if exp.status.ended:  # e.g. its heartbeat timed out: there is no waiting task left to resume
+            raise Conflict(f"experiment {experiment_id} already ended (status {int(exp.status)})")
         task_token = self.controls.use_callback(exp.tenant_id, experiment_id, hash_token(token or ""))
         if task_token is None:
             raise Forbidden("invalid, used or missing callback_auth_token")
