@@ -10,7 +10,7 @@ import base64
 import json
 import logging
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from chalicelib.domain.clock import now_iso
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 AGENT_TICKS_PER_STEP = 20_000  # bounded work per step invocation: agents x ticks
 MAX_TICKS_PER_STEP = 12  # one simulated hour at the default 5-minute tick
+SPEC_CACHE_SIZE = 16
 _OUTCOME_STATUS = {"finished": SimStatus.FINISHED, "stopped": SimStatus.STOPPED, "error": SimStatus.ERROR}
 
 
@@ -55,6 +56,7 @@ class SimulationRuntime:
     configs: ConfigService
     blobs: Blobs
     engine_factory: Any = None  # chalicelib.sim.engine.Simulation, injectable for tests
+    _specs: dict = field(default_factory=dict, repr=False)  # experiment -> spec, per warm container
 
     @property
     def engine(self) -> Any:
@@ -65,6 +67,15 @@ class SimulationRuntime:
         return self.engine_factory
 
     def spec(self, tenant_id: str, experiment_id: str, with_secrets: bool = True) -> sim_spec.SimulationSpec:
+        """The run's spec; it never changes during a run, so a warm container reads S3 and KMS once."""
+        cache_key = (tenant_id, experiment_id, with_secrets)
+        if cache_key not in self._specs:
+            if len(self._specs) >= SPEC_CACHE_SIZE:
+                self._specs.pop(next(iter(self._specs)))
+            self._specs[cache_key] = self._load_spec(tenant_id, experiment_id, with_secrets)
+        return self._specs[cache_key]
+
+    def _load_spec(self, tenant_id: str, experiment_id: str, with_secrets: bool) -> sim_spec.SimulationSpec:
         data = self.blobs.load_spec(tenant_id, experiment_id)
         if with_secrets:
             control = self.controls.get(tenant_id, experiment_id)
