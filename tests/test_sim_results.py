@@ -81,6 +81,10 @@ def test_timeline_metrics_prompt_and_agent_views(sim_client, finished):
     prompt = get(sim_client, f"/api/experiments/{finished}/prompt").json_body["data"]
     assert prompt["prompt"] and prompt["t"] == timeline[-1]["t"]
     assert get(sim_client, f"/api/experiments/{finished}/prompt?day=5&t=0").json_body["data"] is None
+    from chalicelib import wiring
+
+    # a prompt read leaves every agent's state unread (the replay UI asks for it on every tick)
+    assert "statuses" not in wiring.services().agent_data.instant("tenant-a", finished, with_agents=False)
 
 
 def test_views_before_the_run_starts_are_400(sim_client, fake_engine):

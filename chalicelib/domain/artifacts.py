@@ -1,7 +1,6 @@
 """Run artifacts: direct uploads, presigned uploads registered when they land, listing, downloads."""
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
     from chalicelib.store.objects import ObjectStore
     from chalicelib.store.runs import RunStore
 
-logger = logging.getLogger(__name__)
 
 MAX_ARTIFACT_PATH = 1024
 _RECORD_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # experiment and run ids are lower-case ULIDs

@@ -94,9 +94,7 @@ class ExportService:
             self._csv(archive, "agent_status", self._statuses(exp))
             self._csv(archive, "agent_survey", self._per_agent(exp, agent_ids, "SRV"))
             self._csv(archive, "agent_dialog", self._per_agent(exp, agent_ids, "DLG"))
-            self._csv(archive, "global_prompt", ({"day": i["day"], "t": i["t"], "prompt": i["prompt"],
-                                                  "created_at": i["created_at"]}
-                                                 for i in self.agent_data.instants(exp.tenant_id, exp.id)))
+            self._csv(archive, "global_prompt", self.agent_data.instants(exp.tenant_id, exp.id, with_agents=False))
             self._csv(archive, "metric", self._metric_rows(metrics))
 
     def _statuses(self, exp: SimExperiment) -> Iterator[dict]:

@@ -114,10 +114,7 @@ class SimulationViews:
 
     def statuses(self, tenant_id: str, experiment_id: str, day: Optional[int], t: Optional[float]) -> list[dict]:
         """Every agent at one instant (the latest recorded one when day and t are not given): one request."""
-        if (day is None) != (t is None):
-            raise InvalidInput("give both day and t, or neither for the latest instant")
-        exp = self.started(tenant_id, experiment_id)
-        instant = self.agent_data.instant(exp.tenant_id, exp.id, day, t)
+        instant = self._instant(tenant_id, experiment_id, day, t, with_agents=True)
         if instant is None:
             return []
         return [{**s, "created_at": instant["created_at"]} for s in instant["statuses"]]
@@ -141,13 +138,15 @@ class SimulationViews:
         return answered + queued
 
     def prompt(self, tenant_id: str, experiment_id: str, day: Optional[int], t: Optional[float]) -> Optional[dict]:
+        """The global prompt at one instant; the agents' states are not read."""
+        return self._instant(tenant_id, experiment_id, day, t, with_agents=False)
+
+    def _instant(self, tenant_id: str, experiment_id: str, day: Optional[int], t: Optional[float], *,
+                 with_agents: bool) -> Optional[dict]:
         if (day is None) != (t is None):
             raise InvalidInput("give both day and t, or neither for the latest instant")
         exp = self.started(tenant_id, experiment_id)
-        instant = self.agent_data.instant(exp.tenant_id, exp.id, day, t)
-        if instant is None:
-            return None
-        return {"day": instant["day"], "t": instant["t"], "prompt": instant["prompt"], "created_at": instant["created_at"]}
+        return self.agent_data.instant(exp.tenant_id, exp.id, day, t, with_agents=with_agents)
 
     def send_dialog(self, principal: Principal, experiment_id: str, agent_id: str, request: DialogRequest) -> dict:
         exp, number = self._running_agent(principal, experiment_id, agent_id)

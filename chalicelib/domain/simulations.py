@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Protocol
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
     from chalicelib.store.agent_data import AgentDataStore
     from chalicelib.store.simulations import ControlStore, SimulationStore
 
-logger = logging.getLogger(__name__)
 SIMULATIONS_EXPERIMENT = "simulations"  # the tracking experiment that holds every simulation's metrics
 
 
@@ -156,10 +154,9 @@ class SimulationService:
                                                      tags={"agora.simulation_id": experiment_id}))
 
     # reading and control ------------------------------------------------------------------------
-    def get(self, tenant_id: str, experiment_id: str, *, include_platform: bool = False) -> SimExperiment:
+    def get(self, tenant_id: str, experiment_id: str) -> SimExperiment:
+        """The caller's own simulation (runs are controlled only by their tenant)."""
         exp = self.store.get_experiment(tenant_id, experiment_id)
-        if exp is None and include_platform and tenant_id != PLATFORM:
-            exp = self.store.get_experiment(PLATFORM, experiment_id)
         if exp is None:
             raise missing(self.store.directory, tenant_id, experiment_id, "experiment")
         return exp

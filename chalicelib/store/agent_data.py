@@ -18,6 +18,8 @@ from chalicelib.store.objects import ObjectStore
 
 INLINE_LIMIT = 300_000  # bytes of compressed agent states kept in the tick item; above, in S3
 LOG_LINES = 1_000
+_PROMPT_NAMES = {"#d": "day", "#t": "t"}
+_PROMPT_PROJECTION = "#d, #t, prompt, created_at"
 STREAM_PAGE = 16  # instants per page when streaming: memory holds at most this many, whatever the run's length
 
 
@@ -101,29 +103,38 @@ class AgentDataStore:
                                  projection="#d, #t")
         return [{"day": int(i["day"]), "t": float(i["t"])} for i in items]
 
-    def instant(self, tenant_id: str, experiment_id: str, day: Optional[int] = None,
-                t: Optional[float] = None) -> Optional[dict]:
-        """Every agent's status and the global prompt at one instant (the latest without day and t): one request."""
+    def instant(self, tenant_id: str, experiment_id: str, day: Optional[int] = None, t: Optional[float] = None,
+                *, with_agents: bool = True) -> Optional[dict]:
+        """Every agent's status and the global prompt at one instant (the latest without day and t): one request.
+
+        Without agents only the prompt and the instant are read: no blob to decompress or fetch from S3.
+        """
+        names, projection = ({}, None) if with_agents else (_PROMPT_NAMES, _PROMPT_PROJECTION)
         if day is None or t is None:
-            latest = list(self.table.query("pk = :pk AND begins_with(sk, :p)", {},
+            latest = list(self.table.query("pk = :pk AND begins_with(sk, :p)", names,
                                            {":pk": keys.simulation_pk(tenant_id, experiment_id), ":p": "TICK#"},
-                                           forward=False, limit=1))
+                                           forward=False, limit=1, projection=projection))
             return self._instant(latest[0]) if latest else None
         item = self.table.get({"pk": keys.simulation_pk(tenant_id, experiment_id),
-                               "sk": keys.instant_sk("TICK", day, t)})
+                               "sk": keys.instant_sk("TICK", day, t)}, projection=projection, names=names or None)
         return self._instant(item) if item else None
 
-    def instants(self, tenant_id: str, experiment_id: str) -> Iterable[dict]:
+    def instants(self, tenant_id: str, experiment_id: str, *, with_agents: bool = True) -> Iterable[dict]:
         """Every instant in time order, one at a time (exports stream through this)."""
-        for item in self.table.query("pk = :pk AND begins_with(sk, :p)", {},
+        names, projection = ({}, None) if with_agents else (_PROMPT_NAMES, _PROMPT_PROJECTION)
+        for item in self.table.query("pk = :pk AND begins_with(sk, :p)", names,
                                      {":pk": keys.simulation_pk(tenant_id, experiment_id), ":p": "TICK#"},
-                                     page_size=STREAM_PAGE):
+                                     page_size=STREAM_PAGE, projection=projection):
             yield self._instant(item)
 
     def _instant(self, item: dict) -> dict:
-        blob = self.objects.get(item["agents_key"]) if "agents_key" in item else item["agents"]
-        return {"day": int(item["day"]), "t": float(item["t"]), "prompt": item.get("prompt", ""),
-                "created_at": item.get("created_at"), "statuses": unpack(blob)}
+        instant = {"day": int(item["day"]), "t": float(item["t"]), "prompt": item.get("prompt", ""),
+                   "created_at": item.get("created_at")}
+        if "agents_key" in item:
+            instant["statuses"] = unpack(self.objects.get(item["agents_key"]))
+        elif "agents" in item:
+            instant["statuses"] = unpack(item["agents"])
+        return instant
 
     def profiles(self, tenant_id: str, experiment_id: str) -> list[dict]:
         items = self.table.query("pk = :pk AND begins_with(sk, :p)", {},
