@@ -94,11 +94,6 @@ class Request:
         except ValidationError as exc:
             raise InvalidInput(validation_detail(exc)) from exc
 
-    def form_fields(self) -> dict[str, str]:
-        """An urlencoded form's fields (first value of each)."""
-        parsed = parse_qs((self.raw.raw_body or b"").decode("utf-8", "replace"), keep_blank_values=True)
-        return {k: v[0] for k, v in parsed.items()}
-
     def multipart_file(self, field: str, max_bytes: int) -> tuple[str, bytes, str]:
         """(filename, content, content type) of one file field of a multipart/form-data body."""
         body = self.raw.raw_body or b""
@@ -151,13 +146,19 @@ class Api:
         return decorator
 
 
+def form_fields(raw: Any) -> dict[str, str]:
+    """An urlencoded form's fields (first value of each)."""
+    parsed = parse_qs((raw.raw_body or b"").decode("utf-8", "replace"), keep_blank_values=True)
+    return {k: v[0] for k, v in parsed.items()}
+
+
 def _principal(raw: Any, access: str) -> Principal:
     if access == "public":
         return Principal(tenant_id="", role=ANONYMOUS)
     if access == "form":
         header = raw.headers.get("authorization")
         if header is None and raw.headers.get("content-type", "").startswith(FORM):
-            header = Request(raw, Principal("", ANONYMOUS)).form_fields().get("authorization")
+            header = form_fields(raw).get("authorization")
         context = principal_context(header)
     else:
         context = (raw.context or {}).get("authorizer") or {}

@@ -125,9 +125,11 @@ class SimulationRuntime:
         tenant_id, experiment_id = exp.tenant_id, exp.id
         self.agent_data.write_step(tenant_id, experiment_id, ticks=list(ticks), dialogs=list(dialogs),
                                    surveys=list(surveys), profiles=profiles)
-        metrics = [MetricIn(key=key, value=value, step=int(tick["day"]) * 86_400 + int(tick["t"]),
-                            timestamp=(int(tick["day"]) * 86_400 + int(tick["t"])) * 1000)
-                   for tick in ticks for key, value in sorted(tick.get("metrics", {}).items())]
+        metrics = []
+        for tick in ticks:  # step and timestamp are simulated time, so a retried step logs identical points
+            seconds = int(tick["day"]) * 86_400 + int(tick["t"])
+            metrics += [MetricIn(key=key, value=value, step=seconds, timestamp=seconds * 1000)
+                        for key, value in sorted(tick.get("metrics", {}).items())]
         if metrics:
             try:
                 self.runs.log(tenant_id, exp.tracking_run_id, metrics=metrics)
@@ -200,9 +202,8 @@ class SimulationRuntime:
 
 def initial_tick(sim: Any) -> dict:
     """The first instant of the timeline: every agent where it starts, before any tick has run."""
-    statuses = [s.to_json() for s in sim.statuses()] if hasattr(sim, "statuses") else []
-    return {"day": sim.cur_day, "t": sim.cur_t, "statuses": statuses, "prompt": getattr(sim, "global_prompt", ""),
-            "metrics": {}}
+    return {"day": sim.cur_day, "t": sim.cur_t, "statuses": [s.to_json() for s in sim.statuses()],
+            "prompt": sim.global_prompt, "metrics": {}}
 
 
 def error_message(error: dict) -> str:
