@@ -1,6 +1,7 @@
 # Agora: `make run` starts the local stack, `make test` runs the suite. Both set up .venv first.
 # `make package` builds the deployable stack (build/sam.json and its zips, README "Deploy to AWS");
-# `make lint-infra` checks it offline (cfn-lint, asl-validator); `make test` runs lint-infra, then pytest.
+# `make lint-infra` checks it offline (cfn-lint, asl-validator); `make lint` runs ruff and mypy;
+# `make test` runs both, then pytest.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -15,7 +16,7 @@ PACKAGE_REGION := $(or $(AWS_DEFAULT_REGION),$(AWS_REGION),us-east-1)
 # the merged template is linted with every rule
 FRAGMENT_ONLY_CHECKS := E1010,E3001
 
-.PHONY: run test bench venv clean package lint-infra
+.PHONY: run test bench venv clean package lint lint-infra
 
 venv: $(STAMP)
 
@@ -44,7 +45,11 @@ lint-infra: package $(NODE_STAMP)
 	$(VENV)/bin/cfn-lint --ignore-checks $(FRAGMENT_ONLY_CHECKS) -- infra/template.json
 	node_modules/.bin/asl-validator --json-path infra/simulation.asl.json
 
-test: lint-infra
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: lint lint-infra
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

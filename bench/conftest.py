@@ -25,8 +25,7 @@ from chalice.test import Client
 from moto import mock_aws
 
 from chalicelib import settings, wiring
-from chalicelib.domain.api_keys import hash_api_key
-from chalicelib.domain.records import Principal
+from chalicelib.domain.principals import Principal, hash_api_key
 from devstack.resources import create_resources
 
 # botocore would re-read its service models for every new session; share one loader (as tests/ do).
@@ -199,7 +198,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Iterator[None]:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _TIMES:
         terminalreporter.write_line(f"\nBENCH TIME per test (module fixtures count for their first user; "
-                                    f"1-min load average {_LOAD['start']:.2f} at start, {os.getloadavg()[0]:.2f} at end, "
+                                    f"1-min load average {_LOAD['start']:.2f} at start, "
+                                    f"{os.getloadavg()[0]:.2f} at end, "
                                     f"{os.cpu_count()} CPUs)")
         for name, (wall, cpu) in _TIMES.items():
             terminalreporter.write_line(f"  {wall:6.1f} s wall {cpu:6.1f} s CPU  {name}")

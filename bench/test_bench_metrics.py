@@ -65,7 +65,8 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]], note
     line = "+-" + "-+-".join("-" * w for w in widths) + "-+"
     print(f"\n{title}\n{line}")
     for n, row in enumerate(cells):
-        print("| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) + " |")
+        cells = (c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        print("| " + " | ".join(cells) + " |")
         if n == 0:
             print(line)
     print(line)
@@ -125,7 +126,7 @@ def metered(meter: DynamoMeter, out: Measured, action: Callable[[], Any]) -> Any
     return result
 
 
-# --- the one-item-per-point baseline -----------------------------------------------------------------------------------
+# --- the one-item-per-point baseline --
 
 @dataclass
 class Baseline:
@@ -201,7 +202,7 @@ class Baseline:
         return got
 
 
-# --- the 100k-point series, built once per module in both designs ------------------------------------------------------
+# --- the 100k-point series, built once per module in both designs --
 
 @dataclass
 class Series:
@@ -243,7 +244,7 @@ def baseline(stack: Stack, batches: list[list[dict[str, Any]]]) -> tuple[Baselin
     return store, measured
 
 
-# --- 1. ingest ------------------------------------------------------------------------------------------------------------
+# --- 1. ingest --
 
 def test_ingest_baseline_one_item_per_point(baseline: tuple[Baseline, Measured]) -> None:
     """The baseline's own ingest (its 4,000 BatchWriteItem calls take moto ~20 s): figures in the next table."""
@@ -294,7 +295,8 @@ def test_ingest_100k_points_chunked_vs_one_item_per_point(agora: Series, baselin
          "UpdateItem. Not counted: the authorizer's API-key GetItem (API Gateway caches it when deployed).",
          f"{MLFLOW}: trackers.md section 4 (a); not measured in this run.",
          f"Agora: {a_stored:,} points in {a_items} chunk items of {a_bytes / a_items / 1024:.1f} KB. Baseline/Agora: "
-         f"write requests {b_writes / a_writes:.0f}x, WCU {b_wcu / a_wcu:.0f}x, bytes billed {b_billed / a_billed:.1f}x."],
+         f"write requests {b_writes / a_writes:.0f}x, WCU {b_wcu / a_wcu:.0f}x, "
+         f"bytes billed {b_billed / a_billed:.1f}x."],
     )
 
     assert a_stored == TOTAL and b_items == TOTAL
@@ -304,7 +306,7 @@ def test_ingest_100k_points_chunked_vs_one_item_per_point(agora: Series, baselin
     assert a_billed * 2 <= b_billed, "chunks should store at most half the billed bytes per point of one item per point"
 
 
-# --- 2. history read ------------------------------------------------------------------------------------------------------
+# --- 2. history read --
 
 def avg(values: Sequence[float]) -> float:
     return sum(values) / len(values)
@@ -355,7 +357,8 @@ HISTORY_HEADER = ["read", "pages", "pages/s", "points/s", "p50 / page", "p99 / p
                   "RCU / page", "MB read"]
 HISTORY_NOTES = [
     MOTO,
-    "Agora's DDB reqs include its run lookup (1 Query per page); KB read = item bytes DynamoDB returned (charged as read "
+    "Agora's DDB reqs include its run lookup (1 Query per page); "
+    "KB read = item bytes DynamoDB returned (charged as read "
     "capacity: RCU = 1 per started 4 KB per request, strongly consistent). The authorizer's key lookup is not counted.",
     "'one item per point' rows: store-only Query loops (Limit = page size; DynamoDB cuts pages at 1 MB) with "
     "Select=COUNT; their moto timings are not comparable (moto sorts and walks the whole 100k-item partition "
@@ -414,7 +417,8 @@ def test_history_pages_of_1000(stack: Stack, agora: Series, baseline_pages: Base
     assert [p["step"] for p in points] == list(range(len(points))), "pages must return every point once, in order"
     complete = len(points) == TOTAL
     walked = (f"walked all {len(m.calls)} pages" if complete else
-              f"WALK STOPPED after {len(m.calls)} of {TOTAL // 1_000} pages ({WALK_BUDGET_S:.0f} s budget, busy machine?): "
+              f"WALK STOPPED after {len(m.calls)} of {TOTAL // 1_000} pages "
+              f"({WALK_BUDGET_S:.0f} s budget, busy machine?): "
               "its figures cover the pages walked; the last 10 pages were read by step window instead")
     series_bytes = sum(item_size(i) for i in agora.chunk_items)
     rows = [history_row("Agora chunks (HTTP)", m)]
@@ -427,7 +431,8 @@ def test_history_pages_of_1000(stack: Stack, agora: Series, baseline_pages: Base
         tail.elapsed = sum(tail.latencies)
         rows.append(history_row("Agora, last 10 pages via start_step", tail))
     table(
-        f"HISTORY READ, pages of 1,000: the {TOTAL:,}-point series via GET .../metrics/{KEY}?limit=1000 + next_page_token",
+        f"HISTORY READ, pages of 1,000: the {TOTAL:,}-point series via GET .../metrics/{KEY}?limit=1000 "
+        "+ next_page_token",
         HISTORY_HEADER,
         rows + [history_row("one item per point, first+last page", baseline_pages.pages_1000, timed=False),
                 ["MLflow 3.17.2 [measured elsewhere]", "100", "-", "4.7k-6.4k", "145-197 ms", "339-437 ms", "-",
@@ -451,7 +456,8 @@ def test_history_pages_of_25000_and_downsampled(stack: Stack, agora: Series, bas
     m, points = read_pages(stack, agora.run_id, 25_000)
     assert [p["step"] for p in points] == list(range(TOTAL)), "pages must return every point once, in order"
     table(
-        f"HISTORY READ, pages of 25,000: the {TOTAL:,}-point series via GET .../metrics/{KEY}?limit=25000 + next_page_token",
+        f"HISTORY READ, pages of 25,000: the {TOTAL:,}-point series via GET .../metrics/{KEY}?limit=25000 "
+        "+ next_page_token",
         HISTORY_HEADER,
         [history_row("Agora chunks (HTTP)", m),
          history_row("one item per point, first+last page", baseline_pages.pages_25000, timed=False),
@@ -486,7 +492,7 @@ def test_history_pages_of_25000_and_downsampled(stack: Stack, agora: Series, bas
     assert avg(down.rcu) * 2 <= full.rcu[0], "and at most half the read capacity"
 
 
-# --- 3. retry de-duplication ------------------------------------------------------------------------------------------------
+# --- 3. retry de-duplication --
 
 def test_retried_log_batch_writes_no_new_chunk_items(stack: Stack) -> None:
     reader = stack.session.client("dynamodb")

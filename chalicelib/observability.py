@@ -13,7 +13,8 @@ from typing import Any, Callable
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-SERVICE = "agora"
+from chalicelib.logs import SERVICE
+
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="Agora", service=SERVICE)
 tracer = Tracer(service=SERVICE)
@@ -40,7 +41,7 @@ def correlation_id() -> str:
 
 
 def _event_keys(event: Any) -> dict[str, Any]:
-    payload = getattr(event, "event", None) or getattr(event, "to_dict", lambda: {})()
+    payload: Any = getattr(event, "event", None) or getattr(event, "to_dict", dict)()
     context = getattr(event, "context", None)
     keys: dict[str, Any] = {"function": getattr(context, "function_name", None),
                             "request_id": getattr(context, "aws_request_id", None)}

@@ -5,6 +5,8 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
+from chalicelib.domain.billing import BillingRates
+
 EXPERIMENTS_TABLE = "AGORA_EXPERIMENTS_TABLE"
 RUNS_TABLE = "AGORA_RUNS_TABLE"
 METRICS_TABLE = "AGORA_METRICS_TABLE"
@@ -29,6 +31,19 @@ TOKEN_SECRET = "AGORA_TOKEN_SECRET"
 ADMIN_KEY = "AGORA_ADMIN_KEY"
 LOCAL_TENANTS = "AGORA_LOCAL_TENANTS"
 RETENTION_DAYS = "AGORA_RETENTION_DAYS"
+# JSON, e.g. {"llm_input_token": "3.0", "llm_output_token": "3.0", "run_time": "0.001"}
+BILLING_RATES = "AGORA_BILLING_RATES"
+
+# what an external engine finds in its environment (set by the launcher, never by an operator)
+ENGINE_CALLBACK_TOKEN = "AGORA_CALLBACK_TOKEN"
+ENGINE_API_URL = "AGORA_API_URL"
+ENGINE_EXPERIMENT_ID = "AGORA_EXPERIMENT_ID"
+
+# the table of each store, by the name the wiring knows it by
+TABLES = {"experiments": EXPERIMENTS_TABLE, "runs": RUNS_TABLE, "metrics": METRICS_TABLE,
+          "directory": DIRECTORY_TABLE, "simulations": SIMULATIONS_TABLE, "agent_data": AGENT_DATA_TABLE}
+MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum for every part of a multipart upload but the last
+DEFAULT_PART_BYTES = 8 * 1024 * 1024
 
 
 class SettingsError(RuntimeError):
@@ -42,17 +57,30 @@ def _required(name: str) -> str:
     return value
 
 
+def _whole(name: str, default: int, minimum: int = 0, unit: str = "") -> int:
+    text = os.environ.get(name, "").strip() or str(default)
+    if not text.isdigit() or int(text) < minimum:
+        raise SettingsError(f"{name} must be a whole number{unit} of at least {minimum}, got {text!r}")
+    return int(text)
+
+
+def _names(variable: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in os.environ.get(variable, "").split(",") if n.strip())
+
+
+def _billing_rates() -> BillingRates:
+    try:
+        return BillingRates.parse(os.environ.get(BILLING_RATES, ""))
+    except ValueError as exc:
+        raise SettingsError(f"{BILLING_RATES}: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class Settings:
-    experiments_table: str
-    runs_table: str
-    metrics_table: str
-    directory_table: str
+    tables: dict[str, str]  # store name (TABLES) -> table name
     bucket: str
     token_secret: bytes
     retention_days: int
-    simulations_table: str
-    agent_data_table: str
     config_key_id: str
     state_machine_arn: str
     engine_launcher: str
@@ -61,62 +89,42 @@ class Settings:
     sim_step_pause_seconds: int
     engine_command: str
     export_part_bytes: int
+    billing_rates: BillingRates
     engine_cluster: str = ""
     engine_task_definition: str = ""
     engine_container: str = "engine"
     engine_subnets: tuple[str, ...] = ()
     engine_security_groups: tuple[str, ...] = ()
 
+    def table(self, store: str) -> str:
+        return self.tables[store]
+
     @classmethod
     def from_environ(cls) -> Settings:
-        retention = os.environ.get(RETENTION_DAYS, "30").strip() or "30"
-        if not retention.isdigit():
-            raise SettingsError(f"{RETENTION_DAYS} must be a whole number of days, got {retention!r}")
-        heartbeat = os.environ.get(ENGINE_HEARTBEAT_SECONDS, "300").strip() or "300"
-        if not heartbeat.isdigit() or int(heartbeat) < 1:
-            raise SettingsError(f"{ENGINE_HEARTBEAT_SECONDS} must be a positive whole number, got {heartbeat!r}")
-        pause = os.environ.get(SIM_STEP_PAUSE_SECONDS, "0").strip() or "0"
-        if not pause.isdigit():
-            raise SettingsError(f"{SIM_STEP_PAUSE_SECONDS} must be a whole number of seconds, got {pause!r}")
-        launcher = os.environ.get(ENGINE_LAUNCHER, "process").strip() or "process"
+        launcher = os.environ.get(ENGINE_LAUNCHER, "").strip() or "process"
         if launcher not in ("process", "ecs"):
             raise SettingsError(f"{ENGINE_LAUNCHER} must be 'process' or 'ecs', got {launcher!r}")
         return cls(
-            experiments_table=_required(EXPERIMENTS_TABLE),
-            runs_table=_required(RUNS_TABLE),
-            metrics_table=_required(METRICS_TABLE),
-            directory_table=_required(DIRECTORY_TABLE),
+            tables={store: _required(variable) for store, variable in TABLES.items()},
             bucket=_required(BUCKET),
             token_secret=_required(TOKEN_SECRET).encode(),
-            retention_days=int(retention),
-            simulations_table=_required(SIMULATIONS_TABLE),
-            agent_data_table=_required(AGENT_DATA_TABLE),
+            retention_days=_whole(RETENTION_DAYS, 30, unit=" of days"),
             config_key_id=_required(CONFIG_KEY_ID),
             # read when a simulation starts, not at cold start: the tracking API runs without them
             state_machine_arn=os.environ.get(STATE_MACHINE_ARN, "").strip(),
             engine_launcher=launcher,
             public_api_url=os.environ.get(PUBLIC_API_URL, "").strip().rstrip("/"),
-            engine_heartbeat_seconds=int(heartbeat),
-            sim_step_pause_seconds=int(pause),
+            engine_heartbeat_seconds=_whole(ENGINE_HEARTBEAT_SECONDS, 300, minimum=1, unit=" of seconds"),
+            sim_step_pause_seconds=_whole(SIM_STEP_PAUSE_SECONDS, 0, unit=" of seconds"),
             engine_command=os.environ.get(ENGINE_COMMAND, "").strip(),
-            export_part_bytes=_part_bytes(),
+            export_part_bytes=_whole(EXPORT_PART_BYTES, DEFAULT_PART_BYTES, minimum=MIN_PART_BYTES, unit=" of bytes"),
+            billing_rates=_billing_rates(),
             engine_cluster=os.environ.get(ENGINE_CLUSTER, "").strip(),
             engine_task_definition=os.environ.get(ENGINE_TASK_DEFINITION, "").strip(),
             engine_container=os.environ.get(ENGINE_CONTAINER, "").strip() or "engine",
             engine_subnets=_names(ENGINE_SUBNETS),
             engine_security_groups=_names(ENGINE_SECURITY_GROUPS),
         )
-
-
-def _names(variable: str) -> tuple[str, ...]:
-    return tuple(n.strip() for n in os.environ.get(variable, "").split(",") if n.strip())
-
-
-def _part_bytes() -> int:
-    text = os.environ.get(EXPORT_PART_BYTES, str(8 * 1024 * 1024)).strip()
-    if not text.isdigit() or int(text) < 1024:
-        raise SettingsError(f"{EXPORT_PART_BYTES} must be a whole number of bytes (at least 1024), got {text!r}")
-    return int(text)
 
 
 @lru_cache(maxsize=1)

@@ -9,35 +9,37 @@ from typing import Any, Optional
 import boto3
 from botocore.config import Config
 
-from chalicelib.domain.artifacts import ArtifactService
-from chalicelib.domain.billing import BillingRates, BillingService
-from chalicelib.domain.experiments import ExperimentService
-from chalicelib.domain.history import HistoryService
+from chalicelib.domain.billing import BillingService
 from chalicelib.domain.purge import PurgePolicy, PurgeService
-from chalicelib.domain.runs import RunService
-from chalicelib.domain.sim_configs import ConfigService
-from chalicelib.domain.sim_deletion import SimulationDeletion
-from chalicelib.domain.sim_exports import ExportService
-from chalicelib.domain.sim_views import SimulationViews
-from chalicelib.domain.sim_runtime import Blobs, SimulationRuntime
-from chalicelib.domain.simulations import SimulationService
+from chalicelib.domain.simulation.configs import ConfigService
+from chalicelib.domain.simulation.control import SimulationControl
+from chalicelib.domain.simulation.deletion import SimulationDeletion
+from chalicelib.domain.simulation.exports import ExportService
+from chalicelib.domain.simulation.launch import SimulationLauncher
+from chalicelib.domain.simulation.runtime import SimulationRuntime
+from chalicelib.domain.simulation.tracking import SimulationTracking
+from chalicelib.domain.simulation.views import SimulationViews
 from chalicelib.domain.tokens import PageTokens
+from chalicelib.domain.tracking.artifacts import ArtifactService
+from chalicelib.domain.tracking.experiments import ExperimentService
+from chalicelib.domain.tracking.history import HistoryService
+from chalicelib.domain.tracking.runs import RunService
 from chalicelib.settings import Settings, get_settings
 from chalicelib.store import keys
+from chalicelib.store.agent_data import AgentDataStore
+from chalicelib.store.artifacts import ArtifactStore
+from chalicelib.store.billing import BillingStore
 from chalicelib.store.directory import Directory
 from chalicelib.store.dynamo import Table
 from chalicelib.store.experiments import ExperimentStore
-from chalicelib.store.exports import MultipartUpload
 from chalicelib.store.metric_chunks import MetricChunkStore
 from chalicelib.store.objects import ObjectStore
-from chalicelib.store.agent_data import AgentDataStore
-from chalicelib.store.billing import BillingStore
 from chalicelib.store.orchestration import StepFunctions
 from chalicelib.store.purge import PurgeStore
 from chalicelib.store.runs import RunStore
 from chalicelib.store.secrets import ConfigSecrets
 from chalicelib.store.sim_objects import SimulationObjects
-from chalicelib.store.simulations import ControlStore, SimulationStore
+from chalicelib.store.simulations import SimulationStore
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=60)
 
@@ -52,6 +54,9 @@ class Services:
     def client(self, name: str, **extra: Any) -> Any:
         return self.session.client(name, config=_CLIENT_CONFIG.merge(Config(**extra)) if extra else _CLIENT_CONFIG)
 
+    def table(self, store: str) -> Table:
+        return Table(self.dynamodb, self.settings.table(store))
+
     @cached_property
     def dynamodb(self) -> Any:
         return self.client("dynamodb")
@@ -60,124 +65,106 @@ class Services:
     def s3(self) -> Any:
         return self.client("s3", signature_version="s3v4")
 
+    # stores -------------------------------------------------------------------------------------
     @cached_property
     def directory(self) -> Directory:
-        return Directory(Table(self.dynamodb, self.settings.directory_table))
-
-    @cached_property
-    def experiment_store(self) -> ExperimentStore:
-        return ExperimentStore(Table(self.dynamodb, self.settings.experiments_table), self.directory)
-
-    @cached_property
-    def run_store(self) -> RunStore:
-        return RunStore(Table(self.dynamodb, self.settings.runs_table),
-                        Table(self.dynamodb, self.settings.experiments_table), self.directory)
-
-    @cached_property
-    def metric_chunks(self) -> MetricChunkStore:
-        return MetricChunkStore(Table(self.dynamodb, self.settings.metrics_table))
+        return Directory(self.table("directory"))
 
     @cached_property
     def objects(self) -> ObjectStore:
         return ObjectStore(self.s3, self.settings.bucket)
 
     @cached_property
-    def page_tokens(self) -> PageTokens:
-        return PageTokens(self.settings.token_secret)
+    def metric_chunks(self) -> MetricChunkStore:
+        return MetricChunkStore(self.table("metrics"))
 
-    @cached_property
-    def experiments(self) -> ExperimentService:
-        bucket = self.settings.bucket
-        return ExperimentService(self.experiment_store, self.directory,
-                                 lambda tenant, exp: f"s3://{bucket}/{keys.experiment_prefix(tenant, exp)}")
-
-    @cached_property
-    def runs(self) -> RunService:
-        bucket = self.settings.bucket
-        return RunService(self.run_store, self.experiments, self.metric_chunks, self.directory,
-                          lambda tenant, exp, run: f"s3://{bucket}/{keys.run_artifact_prefix(tenant, exp, run)}")
-
-    @cached_property
-    def history(self) -> HistoryService:
-        return HistoryService(self.runs, self.metric_chunks, self.page_tokens)
-
-    @cached_property
-    def artifacts(self) -> ArtifactService:
-        return ArtifactService(self.runs, self.run_store, self.objects)
-
-    # simulations ---------------------------------------------------------------------------------
     @cached_property
     def simulation_store(self) -> SimulationStore:
-        return SimulationStore(Table(self.dynamodb, self.settings.simulations_table), self.directory)
-
-    @cached_property
-    def controls(self) -> ControlStore:
-        return ControlStore(Table(self.dynamodb, self.settings.simulations_table))
+        return SimulationStore(self.table("simulations"), self.directory)
 
     @cached_property
     def agent_data(self) -> AgentDataStore:
-        return AgentDataStore(Table(self.dynamodb, self.settings.agent_data_table), self.objects)
+        return AgentDataStore(self.table("agent_data"), self.objects)
 
     @cached_property
     def sim_objects(self) -> SimulationObjects:
-        return SimulationObjects(self.objects)
-
-    @cached_property
-    def configs(self) -> ConfigService:
-        return ConfigService(self.simulation_store, self.directory,
-                             ConfigSecrets(self.client("kms"), self.settings.config_key_id), self.sim_objects.map_exists)
+        return SimulationObjects(self.objects, self.settings.export_part_bytes)
 
     @cached_property
     def step_functions(self) -> StepFunctions:
         return StepFunctions(self.client("stepfunctions"), self.settings.state_machine_arn)
 
+    # tracking -----------------------------------------------------------------------------------
     @cached_property
-    def billing(self) -> BillingService:
-        return BillingService(BillingStore(Table(self.dynamodb, self.settings.simulations_table)),
-                              self.simulation_store, BillingRates.from_environ())
+    def experiments(self) -> ExperimentService:
+        bucket = self.settings.bucket
+        return ExperimentService(ExperimentStore(self.table("experiments"), self.directory), self.directory,
+                                 lambda tenant, exp: f"s3://{bucket}/{keys.experiment_prefix(tenant, exp)}")
 
     @cached_property
-    def simulations(self) -> SimulationService:
-        return SimulationService(self.simulation_store, self.controls, self.agent_data, self.configs, self.experiments,
-                                 self.runs, self.step_functions, self.billing, self.sim_objects.load_map,
-                                 self.sim_objects.save_spec, self.settings.engine_heartbeat_seconds,
-                                 self.settings.sim_step_pause_seconds)
+    def runs(self) -> RunService:
+        bucket = self.settings.bucket
+        return RunService(RunStore(self.table("runs"), self.table("experiments"), self.directory), self.experiments,
+                          self.metric_chunks, self.directory,
+                          lambda tenant, exp, run: f"s3://{bucket}/{keys.run_artifact_prefix(tenant, exp, run)}")
+
+    @cached_property
+    def history(self) -> HistoryService:
+        return HistoryService(self.runs, self.metric_chunks, PageTokens(self.settings.token_secret))
+
+    @cached_property
+    def artifacts(self) -> ArtifactService:
+        return ArtifactService(self.runs, ArtifactStore(self.table("runs"), self.objects))
+
+    # simulations --------------------------------------------------------------------------------
+    @cached_property
+    def configs(self) -> ConfigService:
+        return ConfigService(self.simulation_store, self.directory,
+                             ConfigSecrets(self.client("kms"), self.settings.config_key_id), self.sim_objects)
+
+    @cached_property
+    def billing(self) -> BillingService:
+        return BillingService(BillingStore(self.table("simulations")), self.simulation_store,
+                              self.settings.billing_rates)
+
+    @cached_property
+    def simulation_tracking(self) -> SimulationTracking:
+        return SimulationTracking(self.experiments, self.runs)
+
+    @cached_property
+    def launcher(self) -> SimulationLauncher:
+        return SimulationLauncher(self.simulation_store, self.sim_objects, self.configs, self.simulation_tracking,
+                                  self.billing, self.step_functions, self.settings.engine_heartbeat_seconds,
+                                  self.settings.sim_step_pause_seconds)
+
+    @cached_property
+    def control(self) -> SimulationControl:
+        return SimulationControl(self.simulation_store, self.directory, self.agent_data, self.step_functions)
 
     @cached_property
     def runtime(self) -> SimulationRuntime:
-        o = self.sim_objects
-        return SimulationRuntime(self.simulation_store, self.controls, self.agent_data, self.runs, self.configs,
-                                 Blobs(o.load_spec, o.load_checkpoint, o.save_checkpoint, o.load_artifacts,
-                                       o.save_artifacts))
+        return SimulationRuntime(self.simulation_store, self.sim_objects, self.agent_data, self.simulation_tracking,
+                                 self.configs, self.step_functions)
 
     @cached_property
     def sim_views(self) -> SimulationViews:
-        return SimulationViews(self.simulation_store, self.controls, self.agent_data, self.metric_chunks, self.runs,
-                               self.configs)
+        return SimulationViews(self.simulation_store, self.directory, self.agent_data, self.simulation_tracking,
+                               self.configs, self.sim_objects)
 
     @cached_property
     def sim_deletion(self) -> SimulationDeletion:
-        return SimulationDeletion(self.sim_views, self.simulation_store, self.controls, self.agent_data,
-                                  self.run_store, self.metric_chunks, self.objects,
-                                  [keys.simulation_prefix, keys.export_prefix])
+        return SimulationDeletion(self.sim_views, self.simulation_store, self.agent_data, self.sim_objects,
+                                  self.simulation_tracking)
 
     @cached_property
     def sim_exports(self) -> ExportService:
-        objects = self.objects
-        return ExportService(
-            self.sim_views, self.agent_data, self.metric_chunks, self.sim_objects,
-            open_sink=lambda key: MultipartUpload(self.s3, objects.bucket, key, "application/zip",
-                                                  self.settings.export_part_bytes),
-            download_url=objects.download_url,
-            export_key=lambda tenant, exp, export_id: f"{keys.export_prefix(tenant, exp)}{export_id}.zip")
+        return ExportService(self.sim_views, self.agent_data, self.sim_objects)
 
     @cached_property
     def purge(self) -> PurgeService:
-        s = self.settings
-        store = PurgeStore(Table(self.dynamodb, s.experiments_table), Table(self.dynamodb, s.runs_table),
-                           Table(self.dynamodb, s.metrics_table), Table(self.dynamodb, s.directory_table),
-                           self.s3, s.bucket)
-        return PurgeService(store, PurgePolicy(s.retention_days))
+        store = PurgeStore(self.table("experiments"), self.table("runs"), self.table("metrics"),
+                           self.table("directory"), self.objects)
+        return PurgeService(store, PurgePolicy(self.settings.retention_days))
 
 
 _lock = threading.Lock()
@@ -190,9 +177,10 @@ def services() -> Services:
     if _services is None:
         with _lock:
             if _services is None:
-                _services = Services(get_settings(), boto3.session.Session())
-                # clients are created eagerly here, under the lock, rather than racing later
-                _services.dynamodb, _services.s3  # noqa: B018
+                built = Services(get_settings(), boto3.session.Session())
+                # clients are created here, under the lock, rather than racing on first use later
+                _ = (built.dynamodb, built.s3)
+                _services = built
     return _services
 
 

@@ -30,7 +30,7 @@ import traceback
 import uuid
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Callable, Optional
 
 import moto
@@ -188,7 +188,7 @@ class LambdaContext:
         self.memory_limit_in_mb: int = int(fn.memory_size)
         self.aws_request_id: str = str(uuid.uuid4())
         self.log_group_name: str = f"/aws/lambda/{fn.function_name}"
-        self.log_stream_name: str = f"{datetime.now(timezone.utc):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
+        self.log_stream_name: str = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
         self.timeout_seconds: float = float(fn.timeout)
         self._deadline = time.monotonic() + self.timeout_seconds
 
@@ -216,7 +216,7 @@ def _invoke_lambda(self: LambdaFunction, event: Any = None) -> tuple[str, bool, 
     started = time.monotonic()
     try:
         result = handler(event, context)
-    except Exception as exc:  # noqa: BLE001 - reported the way Lambda reports it
+    except Exception as exc:
         logger.exception("Lambda %s failed", self.function_name)
         return _lambda_error(exc), True, ""
     finally:
@@ -243,9 +243,9 @@ def _is_lambda_arn(arn: str) -> bool:
 def _iso_time(value: Any) -> Any:
     """moto puts a float epoch in `time` (S3 path); AWS sends `2024-01-01T00:00:00Z`."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return value
 
 
@@ -290,7 +290,7 @@ def _send_to_targets(self: Rule, original_event: dict[str, Any], transform_input
             region, account = arn.split(":")[3], arn.split(":")[4]
             result = get_backend(account, region).invoke(arn, None, body, {"x-amz-invocation-type": "Event"},
                                                           response_headers)
-        except Exception:  # noqa: BLE001 - one bad target must not block the others (nor the S3 PUT)
+        except Exception:
             logger.exception("EventBridge rule %s could not deliver to %s", self.name, arn)
             continue
         if response_headers.get("x-amz-function-error"):

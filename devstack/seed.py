@@ -3,21 +3,24 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from chalicelib.domain.records import Principal
-from chalicelib.domain.sim_configs import ConfigBody
-from chalicelib.wiring import Services
+from chalicelib.domain.principals import ADMIN as ADMIN_ROLE
+from chalicelib.domain.principals import Principal
+from chalicelib.domain.simulation.models import ConfigBody
+
+if TYPE_CHECKING:
+    from chalicelib.wiring import Services
 
 DEFAULT_CITY = Path(__file__).resolve().parent.parent / "chalicelib" / "sim" / "data" / "default_city.json"
-ADMIN = Principal(tenant_id="", role="admin")
+ADMIN = Principal(tenant_id="", role=ADMIN_ROLE)
 LOCAL_CREDIT = Decimal("100")  # CNY each local tenant starts with, so a simulation can be launched at once
 
 
-def seed_platform_configs(wired: Services) -> dict[str, str]:
+def seed_platform_configs(container: Services) -> dict[str, str]:
     """One platform config of each kind (tenant ""): kind -> id."""
-    configs = wired.configs
-    map_path = wired.sim_objects.save_map("", "default_city.json", DEFAULT_CITY.read_bytes())
+    configs = container.configs
+    map_path = container.sim_objects.save_map("", "default_city.json", DEFAULT_CITY.read_bytes())
     survey = configs.create(ADMIN, "survey", ConfigBody(name="Life satisfaction", data={
         "title": "Life satisfaction",
         "pages": [{"name": "page1", "elements": [
@@ -44,7 +47,7 @@ def seed_platform_configs(wired: Services) -> dict[str, str]:
     return ids
 
 
-def credit_local_tenants(wired: Services, tenants: Iterable[str], amount: Decimal = LOCAL_CREDIT) -> None:
+def credit_local_tenants(container: Services, tenants: Iterable[str], amount: Decimal = LOCAL_CREDIT) -> None:
     """Give each local tenant a starting balance; the idempotency key makes a repeated seed credit once."""
     for tenant in tenants:
-        wired.billing.recharge(tenant, amount, request_id="local-seed", description="local stack starting credit")
+        container.billing.recharge(tenant, amount, request_id="local-seed", description="local stack starting credit")

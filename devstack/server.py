@@ -11,7 +11,7 @@
 4. create the tables and the bucket from infra/template.json;
 5. load the Chalice app the way `chalice local` does (stage `dev`, its environment variables applied),
    install the moto bridge, create the moto Lambda functions and EventBridge rules, then the state
-   machines of the template (`create_state_machines`, the hook for the simulation workflow);
+   machines of the template (`create_state_machines`);
 6. seed the local tenant keys (hashed, as in production);
 7. serve the app with chalice's local server in a daemon thread.
 
@@ -61,7 +61,7 @@ class LocalStack:
             stopper = self._stoppers.pop()
             try:
                 stopper()
-            except Exception:  # noqa: BLE001 - stop as much as possible
+            except Exception:
                 logger.exception("error while stopping the local stack")
 
 
@@ -75,7 +75,7 @@ def start(api_port: int = 0, moto_port: int = 0, *, stage: str = STAGE) -> Local
         for stopper in reversed(stoppers):
             try:
                 stopper()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logger.exception("error while cleaning up a failed start")
         raise
 
@@ -102,6 +102,7 @@ def _start(api_port: int, moto_port: int, stage: str, stoppers: list[Callable[[]
     from chalicelib import wiring
     from devstack import moto_bridge
     from devstack.resources import create_resources
+    from devstack.seed import credit_local_tenants, seed_platform_configs
     from devstack.tenants import seed_keys
 
     session = boto3.session.Session()
@@ -114,7 +115,8 @@ def _start(api_port: int, moto_port: int, stage: str, stoppers: list[Callable[[]
     moto_bridge.install(app, stage)
     stoppers.append(moto_bridge.uninstall)
     functions = moto_bridge.register_functions(
-        session, app, stage, timeout=int(config.lambda_timeout or 60), memory_size=int(config.lambda_memory_size or 128),
+        session, app, stage, timeout=int(config.lambda_timeout or 60),
+        memory_size=int(config.lambda_memory_size or 128),
         environment={k: v for k, v in (config.environment_variables or {}).items()})
     state_machines, machine_env = create_state_machines(session, functions)
     os.environ.update(machine_env)
@@ -129,8 +131,7 @@ def _start(api_port: int, moto_port: int, stage: str, stoppers: list[Callable[[]
     wiring.reset()
 
     keys = seed_keys(wiring.services().directory)
-    platform_configs = _seed_platform_configs(wiring.services())
-    from devstack.seed import credit_local_tenants
+    platform_configs = seed_platform_configs(wiring.services())
     credit_local_tenants(wiring.services(), keys.tenants)
 
     thread = threading.Thread(target=api_server.server.serve_forever, name="agora-api", daemon=True)
@@ -147,24 +148,15 @@ def _start(api_port: int, moto_port: int, stage: str, stoppers: list[Callable[[]
                       startup_seconds=time.monotonic() - began, _stoppers=stoppers)
 
 
-def _seed_platform_configs(wired: Any) -> dict[str, str]:
-    """HOOK: one platform config of each kind, when devstack/seed.py provides them (kind -> id)."""
-    try:
-        from devstack.seed import seed_platform_configs
-    except ImportError:
-        return {}
-    return seed_platform_configs(wired)
-
-
 def _local_defaults(api_url: str) -> dict[str, str]:
     """Settings whose local value differs from the deployed default (each can be overridden by env)."""
     from chalicelib import settings
 
     return {
         # an external engine started by the local stack reports back to this API
-        getattr(settings, "PUBLIC_API_URL", "AGORA_PUBLIC_API_URL"): api_url,
+        settings.PUBLIC_API_URL: api_url,
         # a visible pace between built-in engine steps, so a person can follow and stop a run
-        getattr(settings, "SIM_STEP_PAUSE_SECONDS", "AGORA_SIM_STEP_PAUSE_SECONDS"): "1",
+        settings.SIM_STEP_PAUSE_SECONDS: "1",
     }
 
 
@@ -220,7 +212,7 @@ def _local_server(app: Any, config: Any, port: int) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# Hook: state machines from infra/template.json
+# State machines from infra/template.json
 
 _SUB = re.compile(r"\$\{([^}]*)\}")
 
@@ -302,7 +294,7 @@ STATE_MACHINE_TYPES = ("AWS::StepFunctions::StateMachine", "AWS::Serverless::Sta
 
 def create_state_machines(session: Any, functions: dict[str, str],
                           template: Optional[dict[str, Any]] = None) -> tuple[dict[str, str], dict[str, str]]:
-    """HOOK: create every state machine of the template in moto (CloudFormation's or SAM's type).
+    """Create every state machine of the template in moto (CloudFormation's or SAM's type).
 
     The definition comes from `Definition` (an object), `DefinitionString` (CloudFormation) or
     `DefinitionUri` (SAM; a path relative to the project root or to infra/). `${SomeFunction.Arn}`

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from chalicelib import settings
-from chalicelib.domain.api_keys import check_tenant_id, hash_api_key, new_api_key
-from chalicelib.domain.records import Principal
-from chalicelib.store.directory import Directory
+from chalicelib.domain.principals import ADMIN, TENANT, Principal, check_tenant_id, hash_api_key, new_api_key
+
+if TYPE_CHECKING:
+    from chalicelib.store.directory import Directory
 
 DEFAULT_TENANT = "demo"
 
@@ -40,6 +42,6 @@ def seed_keys(directory: Directory) -> LocalKeys:
     admin_generated = not admin_key
     admin_key = admin_key or new_api_key()
     for tenant, key in tenants.items():
-        directory.put_api_key(hash_api_key(key), Principal(tenant, "tenant"), label="local")
-    directory.put_api_key(hash_api_key(admin_key), Principal("", "admin"), label="local admin")
+        directory.put_api_key(hash_api_key(key), Principal(tenant, TENANT), label="local")
+    directory.put_api_key(hash_api_key(admin_key), Principal("", ADMIN), label="local admin")
     return LocalKeys(tenants, admin_key, admin_generated, tenants_generated)

@@ -16,8 +16,7 @@ from chalice.test import Client
 from moto import mock_aws
 
 from chalicelib import settings, wiring
-from chalicelib.domain.api_keys import hash_api_key
-from chalicelib.domain.records import Principal
+from chalicelib.domain.principals import Principal, hash_api_key
 from devstack.resources import create_resources
 
 # Every boto3 session would re-read botocore's service models from disk (~0.3 s per test); one

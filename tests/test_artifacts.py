@@ -3,7 +3,7 @@ presigned POST uploads and their registration by the EventBridge "Object Created
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, quote, urlparse
 
 import requests
@@ -195,7 +195,7 @@ def test_presigned_upload_returns_url_fields_path_and_expiry_and_the_form_works(
     assert set(form) == {"url", "fields", "path", "expires_at"}
     assert form["path"] == "data/big.parquet"
     assert form["fields"]["key"].endswith("/data/big.parquet") and run_id in form["fields"]["key"]
-    assert datetime.fromisoformat(form["expires_at"]) > datetime.now(timezone.utc)
+    assert datetime.fromisoformat(form["expires_at"]) > datetime.now(UTC)
     posted = requests.post(form["url"], data=form["fields"], files={"file": ("big.parquet", b"PAR1...")})
     assert posted.status_code in (200, 201, 204), posted.text
     assert "data/big.parquet" not in artifacts(client, run_id), "registered only when S3 reports the object"

@@ -46,8 +46,7 @@ def headers_for(key: str) -> dict[str, str]:
 def add_tenant(tenant: str) -> dict[str, str]:
     """A tenant with a key and no account (the fixtures credit tenant-a and tenant-b only)."""
     from chalicelib import wiring
-    from chalicelib.domain.api_keys import hash_api_key
-    from chalicelib.domain.records import Principal
+    from chalicelib.domain.principals import Principal, hash_api_key
 
     key = f"key-{tenant}"
     wiring.services().directory.put_api_key(hash_api_key(key), Principal(tenant, "tenant"))
@@ -105,7 +104,7 @@ def platform_llm(client, base_url: str) -> dict:
 def sim(exp_id, tenant="tenant-a"):
     from chalicelib import wiring
 
-    return wiring.services().simulations.get(tenant, exp_id)
+    return wiring.services().control.get(tenant, exp_id)
 
 
 def wait_end(exp_id, tenant="tenant-a", timeout=30.0):
@@ -151,7 +150,7 @@ def test_trunc6_truncates_toward_zero_exactly():
 
 
 def _exp(**changes):
-    from chalicelib.domain.sim_records import SimExperiment, SimStatus
+    from chalicelib.domain.simulation.records import SimExperiment, SimStatus
 
     base = dict(tenant_id="t", id="e1", name="n", status=SimStatus.RUNNING, cur_day=0, cur_t=0.0, config="{}", error="",
                 input_tokens=1_234_567, output_tokens=89, created_at="2025-01-01T00:00:00.000+00:00",
@@ -188,9 +187,9 @@ def test_bill_lines_price_each_item_by_the_rates():
                       "run_time": Decimal("-0.091507")}  # 61.005 s x 0.0015 = 0.0915075
 
 
-def test_rates_come_from_json_with_defaults():
+def test_rates_come_from_json_with_defaults(aws, monkeypatch):
     from chalicelib.domain.billing import BillingRates
-    from chalicelib.settings import SettingsError
+    from chalicelib.settings import BILLING_RATES, Settings, SettingsError
 
     assert BillingRates.parse("") == BillingRates(Decimal("3.0"), Decimal("3.0"), Decimal("0.001"))
     rates = BillingRates.parse('{"llm_input_token": 1.5, "runtime": "0.002"}')
@@ -198,8 +197,11 @@ def test_rates_come_from_json_with_defaults():
     assert isinstance(rates.llm_input_token, Decimal) and str(rates.llm_input_token) == "1.5"
     for bad in ('{"gpu": 1}', '{"run_time": -1}', '{"run_time": 0.0000001}', '{"run_time": true}', "[1]", "{",
                 '{"run_time": "NaN"}', '{"run_time": "x"}'):
-        with pytest.raises(SettingsError):
+        with pytest.raises(ValueError):
             BillingRates.parse(bad)
+    monkeypatch.setenv(BILLING_RATES, '{"gpu": 1}')
+    with pytest.raises(SettingsError, match=BILLING_RATES):
+        Settings.from_environ()
 
 
 # account and bills endpoints ---------------------------------------------------------------------
@@ -313,14 +315,14 @@ def test_a_launch_without_balance_is_400_and_creates_nothing(sim_client):
     response = launch(sim_client, refs, headers=headers)
     assert response.status_code == 400 and response.json_body == {"detail": "Insufficient balance"}
 
-    wired = wiring.services()
-    assert wired.simulation_store.list_experiments("tenant-c") == []
+    container = wiring.services()
+    assert container.simulation_store.list_experiments("tenant-c") == []
     assert call(sim_client, "get", "/api/experiments", headers=headers).json_body["total"] == 0
-    assert wired.experiment_store.find_active_by_name("tenant-c", "simulations") is None
-    executions = wired.step_functions.client.list_executions(stateMachineArn=wired.settings.state_machine_arn)
+    assert container.experiments.active_by_name("tenant-c", "simulations") is None
+    executions = container.step_functions.client.list_executions(stateMachineArn=container.settings.state_machine_arn)
     assert executions["executions"] == []
     assert balance(sim_client, headers) == 0 and bills(sim_client, headers) == []
-    assert wired.billing.store.get_account("tenant-c") is None
+    assert container.billing.store.get_account("tenant-c") is None
 
     # a positive balance, however small, lets the launch through
     assert recharge(sim_client, "tenant-c", {"amount": "0.000001"}).status_code == 200
@@ -331,7 +333,7 @@ def test_a_launch_without_balance_is_400_and_creates_nothing(sim_client):
 # billing at the end of every run ----------------------------------------------------------------
 def test_a_finished_run_on_the_platform_llm_is_billed_tokens_and_run_time(sim_client, monkeypatch):
     from chalicelib import wiring
-    from chalicelib.domain.billing import BILLING_RATES
+    from chalicelib.settings import BILLING_RATES
     from tests.llm_stub import StubLLM
 
     monkeypatch.setenv(BILLING_RATES, json.dumps({"llm_input_token": "2.5", "llm_output_token": "0.7",
@@ -368,14 +370,19 @@ def test_a_run_on_the_tenants_own_llm_is_billed_run_time_only(sim_client):
     assert Decimal(amount) < 0 and lines["run_time"]["unit_price"] == "0.001000"
 
 
-def test_a_stopped_external_run_is_billed_its_reported_tokens(sim_client, fake_engine):
+def external_run_on_the_platform_llm(sim_client, fake_engine) -> tuple[str, str]:
+    """An external run on a platform LLM config (so its tokens are billed): (experiment id, callback token)."""
     from tests.llm_stub import StubLLM
 
     with StubLLM() as stub:
         refs = make_configs(sim_client, agents=3)
         refs["llm"] = platform_llm(sim_client, stub.base_url)
     exp_id = launch(sim_client, refs, engine="external").json_body["data"]["id"]
-    token = fake_engine()
+    return exp_id, fake_engine()
+
+
+def test_a_stopped_external_run_is_billed_its_reported_tokens(sim_client, fake_engine):
+    exp_id, token = external_run_on_the_platform_llm(sim_client, fake_engine)
     answer = report(sim_client, exp_id, token, {"cur_day": 0, "cur_t": 29100.0, "input_tokens": 1_000_001,
                                                  "output_tokens": 2, "ticks_done": 1})
     assert answer.status_code == 200, answer.body
@@ -389,13 +396,7 @@ def test_a_stopped_external_run_is_billed_its_reported_tokens(sim_client, fake_e
 
 
 def test_an_external_run_ending_in_error_is_billed(sim_client, fake_engine):
-    from tests.llm_stub import StubLLM
-
-    with StubLLM() as stub:
-        refs = make_configs(sim_client, agents=3)
-        refs["llm"] = platform_llm(sim_client, stub.base_url)
-    exp_id = launch(sim_client, refs, engine="external").json_body["data"]["id"]
-    token = fake_engine()
+    exp_id, token = external_run_on_the_platform_llm(sim_client, fake_engine)
     assert report(sim_client, exp_id, token, {"cur_day": 0, "cur_t": 29100.0, "input_tokens": 333_333,
                                               "output_tokens": 1_234_567, "ticks_done": 1}).status_code == 200
     assert finish(sim_client, exp_id, token, {"status": "error", "error": "out of memory"}).status_code == 200
@@ -433,7 +434,8 @@ def test_a_retried_bill_step_bills_nothing_more(sim_client):
     assert len(line_ids) == 1
 
     event = {"tenant_id": "tenant-a", "experiment_id": exp_id, "engine": "builtin", "heartbeat_seconds": 300,
-             "pause_seconds": 0, "correlation_id": "", "run": {"done": True, "outcome": "finished", "engine": "builtin"}}
+             "pause_seconds": 0, "correlation_id": "",
+             "run": {"done": True, "outcome": "finished", "engine": "builtin"}}
     for _ in range(2):
         retried = sim_client.lambda_.invoke("bill_simulation", event).payload
         assert retried["billed"] is False and retried["already_billed"] is True
@@ -450,21 +452,23 @@ def test_concurrent_bill_attempts_on_one_run_bill_once(sim_client, serializable_
     """Eight bill attempts at once (retries, a second execution path): one transaction wins, the rest bill nothing."""
     from chalicelib import wiring
     from chalicelib.domain.clock import new_id
-    from chalicelib.domain.sim_records import SimExperiment, SimStatus
+    from chalicelib.domain.simulation.records import SimExperiment, SimStatus
 
-    wired = wiring.services()
+    container = wiring.services()
     exp = SimExperiment(tenant_id="tenant-a", id=new_id(), name="orphan", status=SimStatus.RUNNING,
                         cur_day=0, cur_t=0.0, config="{}", error="", input_tokens=500_000, output_tokens=250_000,
                         created_at="2025-01-01T00:00:00.000+00:00", updated_at="2025-01-01T00:00:00.000+00:00",
                         engine="external", tracking_run_id="none", llm_billed=True,
                         started_at="2025-01-01T00:00:00.000+00:00", ended_at="2025-01-01T00:01:40.000+00:00")
-    wired.simulation_store.create_experiment(exp)
+    from chalicelib.domain.simulation.records import RunControl
+
+    container.simulation_store.create_experiment(exp, RunControl())
     barrier = threading.Barrier(8)
     results = []
 
     def attempt() -> None:
         barrier.wait()
-        results.append(wired.billing.bill_experiment("tenant-a", exp.id))
+        results.append(container.billing.bill_experiment("tenant-a", exp.id))
 
     threads = [threading.Thread(target=attempt) for _ in range(8)]
     for thread in threads:
@@ -500,7 +504,7 @@ def test_an_external_stop_racing_its_finish_callback_bills_once(sim_client, fake
     token = fake_engine()
     assert report(sim_client, exp_id, token, {"cur_day": 0, "cur_t": 29100.0, "input_tokens": 5, "output_tokens": 5,
                                               "ticks_done": 1}).status_code == 200
-    wired = wiring.services()
+    container = wiring.services()
     barrier = threading.Barrier(2)
     outcomes = []
 
@@ -512,8 +516,8 @@ def test_an_external_stop_racing_its_finish_callback_bills_once(sim_client, fake
         except AgoraError as exc:
             outcomes.append(type(exc).__name__)
 
-    threads = [threading.Thread(target=race, args=(lambda: wired.simulations.finish(exp_id, token, "finished", ""),)),
-               threading.Thread(target=race, args=(lambda: wired.simulations.stop("tenant-a", exp_id),))]
+    threads = [threading.Thread(target=race, args=(lambda: container.control.finish(exp_id, token, "finished", ""),)),
+               threading.Thread(target=race, args=(lambda: container.control.stop("tenant-a", exp_id),))]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -521,19 +525,19 @@ def test_an_external_stop_racing_its_finish_callback_bills_once(sim_client, fake
     assert "ok" in outcomes
     exp = wait_for_end(sim_client, exp_id)
     assert exp.status in (2, 4)
-    wait_until(lambda: wired.step_functions.describe(exp.execution_arn) == "SUCCEEDED")
+    wait_until(lambda: container.step_functions.describe(exp.execution_arn) == "SUCCEEDED")
     assert_billed_once(sim_client, exp_id, {"run_time"}, SIM_CREDIT)
 
 
 def test_concurrent_launches_on_a_small_balance_all_pass_and_each_is_billed_once(sim_client, serializable_writes):
     """No amount is held at launch (AgentSociety's rule): all pass the check and the balance may go negative."""
     from chalicelib import wiring
-    from chalicelib.domain.simulations import LaunchRequest
+    from chalicelib.domain.simulation.models import LaunchRequest
 
     headers = add_tenant("tenant-c")
     refs = make_configs(sim_client, headers, agents=3, workflow=[{"type": "step", "steps": 2}])
     assert recharge(sim_client, "tenant-c", {"amount": "0.000001"}).status_code == 200
-    wired = wiring.services()
+    container = wiring.services()
     barrier = threading.Barrier(4)
     launched, errors = [], []
 
@@ -541,7 +545,7 @@ def test_concurrent_launches_on_a_small_balance_all_pass_and_each_is_billed_once
         request = LaunchRequest.model_validate({"exp_name": f"run {n}", **refs})
         barrier.wait()
         try:
-            launched.append(wired.simulations.launch("tenant-c", request).id)
+            launched.append(container.launcher.launch("tenant-c", request).id)
         except Exception as exc:  # noqa: BLE001 (reported below)
             errors.append(exc)
 

@@ -9,24 +9,19 @@ import json
 from datetime import datetime
 from typing import Any
 
-
 from tests.conftest import auth
-from tests.tracking_helpers import EXPERIMENTS, assert_error, data, send
+from tests.tracking_helpers import EXPERIMENTS, assert_error, created, data, get_ok, send
 
 EXPERIMENT_FIELDS = {"id", "name", "description", "artifact_location", "lifecycle_stage", "tags", "created_at",
                      "updated_at"}
 
 
 def create(client, name: str, tenant: str = "tenant-a", **fields: Any) -> dict:
-    response = send(client, "post", EXPERIMENTS, {"name": name, **fields}, tenant)
-    assert response.status_code == 201, response.body
-    return data(response)
+    return created(client, EXPERIMENTS, {"name": name, **fields}, tenant)
 
 
 def fetch(client, experiment_id: str) -> dict:
-    response = client.http.get(f"{EXPERIMENTS}/{experiment_id}", headers=auth())
-    assert response.status_code == 200, response.body
-    return data(response)
+    return get_ok(client, f"{EXPERIMENTS}/{experiment_id}")
 
 
 def listing(client, query: str = "", tenant: str = "tenant-a") -> dict:

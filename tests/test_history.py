@@ -10,10 +10,8 @@ import math
 from typing import Any
 from urllib.parse import quote
 
-
 from tests.conftest import auth
 from tests.tracking_helpers import EXPERIMENTS, RUNS, assert_error, data, send
-
 
 
 def new_run(client, experiment_id: str | None = None) -> str:

@@ -16,9 +16,8 @@ from typing import Any, Iterator
 import pytest
 
 from chalicelib import settings, wiring
-from chalicelib.domain.api_keys import hash_api_key
-from chalicelib.domain.billing import BILLING_RATES
-from chalicelib.domain.records import Principal
+from chalicelib.domain.principals import Principal, hash_api_key
+from chalicelib.settings import BILLING_RATES
 from chalicelib.store import keys
 from tools import admin
 

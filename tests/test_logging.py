@@ -4,10 +4,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-
 from tests.conftest import auth
 from tests.tracking_helpers import EXPERIMENTS, RUNS, assert_error, data, send
-
 
 
 def new_experiment(client, name: str = "exp") -> str:

@@ -67,7 +67,7 @@ def test_workflow_functions_log_the_correlation_id(sim_client, log_lines):
     wait_for_end(sim_client, exp_id)
     lines = log_lines()
     tasks = [line for line in lines if line.get("function") and line.get("experiment_id") == exp_id]
-    assert {"agora-dev-prepare_simulation", "agora-dev-step_simulation", "agora-dev-bill_simulation"} \
+    assert {"agora-dev-prepare_simulation", "agora-dev-advance_simulation", "agora-dev-bill_simulation"} \
         <= {line["function"] for line in tasks}
     launch_line = next(line for line in lines if line.get("route") == "POST /api/run-experiments")
     assert launch_line["correlation_id"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from moto.s3.models import s3_backends as moto_s3_backends
 
 from chalicelib import wiring
 from chalicelib.store import keys
+from tests import tables
 from tests.conftest import auth
 from tests.tracking_helpers import EXPERIMENTS, RUNS, ok, send
 
@@ -41,7 +42,8 @@ def new_run(client, experiment_id: str, tenant: str = "tenant-a", points: int = 
     ok(send(client, "post", f"{RUNS}/{run_id}/log-batch", batch, tenant))
     if artifact:
         body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"model.bin\"\r\n"
-                f"Content-Type: application/octet-stream\r\n\r\n").encode() + b"weights" + f"\r\n--{BOUNDARY}--\r\n".encode()
+                f"Content-Type: application/octet-stream\r\n\r\n").encode() + b"weights" \
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
         headers = {**auth(tenant), "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
         response = client.http.post(f"{RUNS}/{run_id}/log-artifact?artifact_path=out", headers=headers, body=body)
         assert response.status_code == 200, response.body
@@ -52,10 +54,9 @@ def delete_experiment(client, experiment_id: str, tenant: str = "tenant-a", days
     """Soft-delete over HTTP, then pretend it happened `days_ago` days ago."""
     ok(send(client, "delete", f"{EXPERIMENTS}/{experiment_id}", tenant=tenant))
     if days_ago:
-        when = datetime.now(timezone.utc) - timedelta(days=days_ago)
-        wiring.services().experiment_store.table.update(
-            keys.experiment_key(tenant, experiment_id), "SET deleted_at = :at",
-            params={":at": when.isoformat(timespec="milliseconds")})
+        when = datetime.now(UTC) - timedelta(days=days_ago)
+        tables.set_attribute("experiments", keys.experiment_key(tenant, experiment_id), "deleted_at",
+                             when.isoformat(timespec="milliseconds"))
 
 
 def scheduled_event(client, **extra: Any) -> dict:
@@ -257,7 +258,7 @@ def test_active_experiments_and_experiments_deleted_within_retention_are_never_t
     undated = new_experiment(client, "undated")
     new_run(client, undated, points=5)
     delete_experiment(client, undated)
-    wiring.services().experiment_store.table.update(keys.experiment_key("tenant-a", undated), "REMOVE deleted_at")
+    tables.remove_attribute("experiments", keys.experiment_key("tenant-a", undated), "deleted_at")
     before = snapshot(aws)
 
     report = purge(client)

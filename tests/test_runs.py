@@ -4,30 +4,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-
 from tests.conftest import auth
-from tests.tracking_helpers import EXPERIMENTS, RUNS, assert_error, data, new_experiment, send
+from tests.tracking_helpers import EXPERIMENTS, RUNS, assert_error, created, data, get_ok, new_experiment, send
 
 RUN_FIELDS = {"id", "experiment_id", "name", "description", "status", "start_time", "end_time", "tags", "params",
               "metrics", "artifact_uri"}
 
 
 def new_run(client, experiment_id: str, tenant: str = "tenant-a", **fields: Any) -> dict:
-    response = send(client, "post", RUNS, {"experiment_id": experiment_id, **fields}, tenant)
-    assert response.status_code == 201, response.body
-    return data(response)
+    return created(client, RUNS, {"experiment_id": experiment_id, **fields}, tenant)
 
 
 def get_run(client, run_id: str) -> dict:
-    response = client.http.get(f"{RUNS}/{run_id}", headers=auth())
-    assert response.status_code == 200, response.body
-    return data(response)
+    return get_ok(client, f"{RUNS}/{run_id}")
 
 
 def list_runs(client, query: str) -> dict:
-    response = client.http.get(f"{RUNS}?{query}", headers=auth())
-    assert response.status_code == 200, response.body
-    return data(response)
+    return get_ok(client, f"{RUNS}?{query}")
 
 
 def log_metrics(client, run_id: str, key: str, values: list[tuple[int, Any]], ts: int = 1_000) -> None:

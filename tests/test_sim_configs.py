@@ -34,7 +34,7 @@ def test_updating_an_llm_config_with_the_masked_key_keeps_the_stored_key(client)
     assert updated.json_body["data"]["config"][0]["model"] == "gpt-4o"
 
     stored = wiring.services().configs.get("tenant-a", "llm", config_id)
-    assert wiring.services().configs.api_keys(stored) == ["sk-secret-123"]
+    assert wiring.services().configs.open_llm_keys(stored.tenant_id, stored.secret) == ["sk-secret-123"]
 
 
 @pytest.mark.parametrize("path, body", [
@@ -89,7 +89,8 @@ def test_another_tenants_config_is_403_and_an_unknown_one_404(client):
         assert call(client, method, f"/api/agent-configs/{config_id}", body, auth("tenant-b")).status_code == 403
         assert call(client, method, "/api/agent-configs/01unknown", body).status_code == 404
     assert call(client, "get", "/api/agent-configs", headers=auth("tenant-b")).json_body["data"] == []
-    assert call(client, "get", f"/api/agent-configs/{config_id}").json_body["data"]["config"]["citizens"][0]["number"] == 3
+    stored = call(client, "get", f"/api/agent-configs/{config_id}").json_body["data"]
+    assert stored["config"]["citizens"][0]["number"] == 3
 
 
 def test_map_upload_stores_the_file_under_the_tenants_folder_and_rejects_a_bad_map(client):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 
 from chalicelib.domain.clock import new_id, now_iso
-from chalicelib.domain.sim_records import SimExperiment, SimStatus
+from chalicelib.domain.simulation.records import RunControl, SimExperiment, SimStatus
 
 
 class CountingSink:
@@ -33,7 +33,7 @@ class CountingSink:
         pass
 
 
-def synthetic_simulation(wired, *, agents: int, ticks: int, tenant: str = "tenant-a") -> SimExperiment:
+def synthetic_simulation(container, *, agents: int, ticks: int, tenant: str = "tenant-a") -> SimExperiment:
     """An ended simulation with `ticks` instants of `agents` agents written straight through the store."""
     rng = random.Random(ticks)
     exp_id = new_id()
@@ -41,7 +41,7 @@ def synthetic_simulation(wired, *, agents: int, ticks: int, tenant: str = "tenan
     exp = SimExperiment(tenant_id=tenant, id=exp_id, name="synthetic", status=SimStatus.FINISHED, cur_day=0,
                         cur_t=28800.0, config="{}", error="", input_tokens=0, output_tokens=0, created_at=now,
                         updated_at=now, engine="builtin", tracking_run_id="none", llm_billed=False)
-    wired.simulation_store.create_experiment(exp)
+    container.simulation_store.create_experiment(exp, RunControl())
     profiles = [{"id": a, "name": f"agent {a}", "profile": {"age": rng.randint(18, 80)}} for a in range(agents)]
     for start in range(0, ticks, 12):
         batch = []
@@ -51,6 +51,6 @@ def synthetic_simulation(wired, *, agents: int, ticks: int, tenant: str = "tenan
                 {"id": a, "day": 0, "t": t, "lng": rng.random(), "lat": rng.random(), "parent_id": a % 7,
                  "action": "work", "status": {"happiness": rng.random(), "money": rng.randint(0, 999)}}
                 for a in range(agents)]})
-        wired.agent_data.write_step(tenant, exp_id, ticks=batch, dialogs=[], surveys=[],
+        container.agent_data.write_step(tenant, exp_id, ticks=batch, dialogs=[], surveys=[],
                                     profiles=profiles if start == 0 else None)
     return exp

@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 
 import pytest
 
+from tests import tables
 from tests.conftest import KEYS, auth
 from tests.sim_helpers import call, make_configs
 from tests.test_sim_runs import launch, report, wait_for_end, wait_until
@@ -37,7 +38,8 @@ def test_experiment_views_list_get_and_platform_visibility(sim_client, finished)
     assert exp["id"] == finished and exp["status"] == 2 and exp["tenant_id"] == "tenant-a"
     assert set(exp) == {"tenant_id", "id", "name", "num_day", "status", "cur_day", "cur_t", "config", "error",
                         "input_tokens", "output_tokens", "created_at", "updated_at"}
-    assert "api_key" not in json.loads(exp["config"])["llm"][0] or json.loads(exp["config"])["llm"][0]["api_key"] in ("", "********")
+    llm = json.loads(exp["config"])["llm"][0]
+    assert "api_key" not in llm or llm["api_key"] in ("", "********")
     assert get(sim_client, f"/api/experiments/{finished}").json_body["data"] == exp
     assert get(sim_client, "/api/experiments", "tenant-b").json_body == {"total": 0, "data": []}
     assert get(sim_client, f"/api/experiments/{finished}", "tenant-b").status_code == 403
@@ -111,10 +113,12 @@ def test_dialogs_and_surveys_reach_a_running_agent_and_are_marked_processed(sim_
     status = {"id": 1, "day": 0, "t": 28800.0, "lng": 0.0, "lat": 0.0, "parent_id": 1, "action": "home", "status": {}}
     first = report(sim_client, exp_id, token, {
         "cur_day": 0, "cur_t": 28800.0, "input_tokens": 0, "output_tokens": 0, "ticks_done": 0,
-        "profiles": [{"id": 1, "name": "Ann", "profile": {}}], "ticks": [{"day": 0, "t": 28800.0, "statuses": [status]}]})
+        "profiles": [{"id": 1, "name": "Ann", "profile": {}}],
+        "ticks": [{"day": 0, "t": 28800.0, "statuses": [status]}]})
     assert first.json_body["data"]["inbox"] == []
 
-    sent = call(sim_client, "post", f"/api/experiments/{exp_id}/agents/1/dialog", {"content": "hello", "day": 0, "t": 1})
+    sent = call(sim_client, "post", f"/api/experiments/{exp_id}/agents/1/dialog",
+                {"content": "hello", "day": 0, "t": 1})
     assert sent.status_code == 200, sent.body
     asked = call(sim_client, "post", f"/api/experiments/{exp_id}/agents/1/survey",
                  {"survey_id": survey["id"], "day": 0, "t": 1})
@@ -166,8 +170,8 @@ def test_the_builtin_engine_answers_a_user_message_on_its_next_tick(sim_client, 
 def test_delete_refuses_a_running_experiment_and_removes_everything_else(sim_client, finished, aws_env):
     from chalicelib import wiring
 
-    wired = wiring.services()
-    exp = wired.sim_views.get("tenant-a", finished)
+    container = wiring.services()
+    exp = container.sim_views.get("tenant-a", finished)
     assert call(sim_client, "delete", f"/api/experiments/{finished}", headers=auth("tenant-b")).status_code == 403
     assert call(sim_client, "delete", "/api/experiments/01unknown").status_code == 404
     export = sim_client.http.post(f"/api/experiments/{finished}/export", headers=auth())
@@ -177,24 +181,23 @@ def test_delete_refuses_a_running_experiment_and_removes_everything_else(sim_cli
     assert deleted.status_code == 200, deleted.body
     assert get(sim_client, f"/api/experiments/{finished}").status_code == 404
     assert call(sim_client, "delete", f"/api/experiments/{finished}").status_code == 404
-    s3 = wired.s3
+    s3 = container.s3
     for prefix in (f"simulations/tenant-a/{finished}/", f"exports/tenant-a/{finished}/"):
-        assert s3.list_objects_v2(Bucket=wired.settings.bucket, Prefix=prefix).get("KeyCount", 0) == 0
-    table = wired.agent_data.table
-    leftovers = [i for i in table.client.scan(TableName=table.name)["Items"] if finished in i["pk"]["S"]]
+        assert s3.list_objects_v2(Bucket=container.settings.bucket, Prefix=prefix).get("KeyCount", 0) == 0
+    leftovers = [i for i in tables.table("agent_data").scan()["Items"] if finished in i["pk"]]
     assert leftovers == []
-    assert wired.runs.runs.get("tenant-a", exp.tracking_run_id) is None
+    assert container.runs.find("tenant-a", exp.tracking_run_id) is None
 
 
 def _download(sim_client, url):
     from chalicelib import wiring
 
     parsed = urlparse(url)
-    wired = wiring.services()
+    container = wiring.services()
     key = parsed.path.lstrip("/")
-    if key.startswith(wired.settings.bucket + "/"):
-        key = key[len(wired.settings.bucket) + 1:]
-    return wired.s3.get_object(Bucket=wired.settings.bucket, Key=key)["Body"].read()
+    if key.startswith(container.settings.bucket + "/"):
+        key = key[len(container.settings.bucket) + 1:]
+    return container.s3.get_object(Bucket=container.settings.bucket, Key=key)["Body"].read()
 
 
 def test_export_zip_layout_file_by_file(sim_client, finished):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import time
 
-
 from tests.conftest import auth
 from tests.sim_helpers import call, make_configs
 
@@ -20,7 +19,7 @@ def launch(client, refs, name="society", headers=None, **extra):
 def experiment(client, exp_id, headers=None):
     from chalicelib import wiring
 
-    return wiring.services().simulations.get(_tenant(headers), exp_id)
+    return wiring.services().control.get(_tenant(headers), exp_id)
 
 
 def _tenant(headers):
@@ -75,8 +74,8 @@ def test_a_builtin_run_finishes_with_metrics_and_agent_data(sim_client):
     assert sorted(s["id"] for s in instant["statuses"]) == sorted(p["id"] for p in data.profiles("tenant-a", exp_id))
     assert len(data.profiles("tenant-a", exp_id)) == 10
     agent = data.profiles("tenant-a", exp_id)[0]["id"]
-    assert len(data.agent_history("tenant-a", exp_id, agent, "ST")) == 30
-    assert any(d["content"] for d in data.agent_history("tenant-a", exp_id, agent, "DLG"))
+    assert len(data.agent_statuses("tenant-a", exp_id, agent)) == 30
+    assert any(d["content"] for d in data.agent_dialogs("tenant-a", exp_id, agent))
 
     run = wiring.services().runs.get("tenant-a", exp.tracking_run_id)
     assert run.status == "FINISHED"
@@ -176,7 +175,8 @@ def test_an_external_engine_reports_progress_and_finishes_by_callback(sim_client
     answer = report(sim_client, exp_id, token, {
         "cur_day": 0, "cur_t": 29100.0, "input_tokens": 10, "output_tokens": 4, "ticks_done": 1,
         "profiles": [{"id": 1, "name": "Ann", "profile": {"age": 30}}],
-        "ticks": [{"day": 0, "t": 28800.0, "statuses": [STATUS], "prompt": "a town", "metrics": {"mean_happiness": 0.5}}],
+        "ticks": [{"day": 0, "t": 28800.0, "statuses": [STATUS], "prompt": "a town",
+                   "metrics": {"mean_happiness": 0.5}}],
         "log_lines": ["engine says hello"]})
     assert answer.status_code == 200, answer.body
     assert answer.json_body["data"] == {"stop": False, "inbox": []}

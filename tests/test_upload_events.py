@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
 import requests
 
-from chalicelib import wiring
 from chalicelib.store import keys
+from tests import tables
 from tests.conftest import auth
 from tests.tracking_helpers import EXPERIMENTS, RUNS, ok, send
-
 
 
 def new_experiment(client, name: str = "uploads", tenant: str = "tenant-a") -> str:
@@ -60,10 +59,7 @@ def put(aws, key: str, body: bytes = b"x") -> None:
 
 def artifact_items() -> list[dict]:
     """Every artifact record of every tenant, straight from the runs table."""
-    table = wiring.services().run_store.table
-    scan = table.client.scan(TableName=table.name, FilterExpression="begins_with(sk, :a)",
-                             ExpressionAttributeValues={":a": {"S": "A#"}})
-    return scan["Items"]
+    return tables.scan_sort_prefix("runs", keys.ARTIFACT_SK)
 
 
 # --- registered --------------------------------------------------------------------------------
@@ -192,9 +188,8 @@ def test_uploads_landing_for_a_deleted_experiment_are_ignored_and_for_a_purged_r
     assert notify(client, key) == "registered", "a redelivered event after a restore registers it"
 
     ok(send(client, "delete", f"{EXPERIMENTS}/{exp_id}"))
-    long_ago = (datetime.now(timezone.utc) - timedelta(days=40)).isoformat(timespec="milliseconds")
-    wiring.services().experiment_store.table.update(keys.experiment_key("tenant-a", exp_id), "SET deleted_at = :at",
-                                                    params={":at": long_ago})
+    long_ago = (datetime.now(UTC) - timedelta(days=40)).isoformat(timespec="milliseconds")
+    tables.set_attribute("experiments", keys.experiment_key("tenant-a", exp_id), "deleted_at", long_ago)
     schedule = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
                                                resources=[], region="us-east-1")
     report = client.lambda_.invoke("purge_archived_experiments", schedule).payload
@@ -203,8 +198,7 @@ def test_uploads_landing_for_a_deleted_experiment_are_ignored_and_for_a_purged_r
 
     assert notify(client, key) == "ignored: no such run for that tenant and experiment"
     assert artifact_items() == []
-    partition = wiring.services().run_store.table.query("pk = :pk", {}, {":pk": keys.run_pk("tenant-a", run_id)})
-    assert list(partition) == []
+    assert tables.partition("runs", keys.run_pk("tenant-a", run_id)) == []
 
 
 def _ids(client, run_id: str) -> tuple[str, str]:

@@ -30,6 +30,16 @@ def new_experiment(client, name: str = "exp", tenant: str = "tenant-a") -> str:
     return data(response)["id"]
 
 
+def get_ok(client, path: str, tenant: str = "tenant-a") -> Any:
+    """GET as the tenant; the answer must be 200. Returns its JSON body."""
+    return ok(client.http.get(path, headers=auth(tenant)))
+
+
+def created(client, path: str, body: Any, tenant: str = "tenant-a") -> Any:
+    """POST as the tenant; the answer must be 201. Returns its JSON body."""
+    return ok(send(client, "post", path, body, tenant), 201)
+
+
 def ok(response, status: int = 200) -> Any:
     """The JSON body of a response that must have `status`."""
     assert response.status_code == status, response.body

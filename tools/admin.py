@@ -16,8 +16,7 @@ from typing import Any, Optional, Sequence
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.domain.api_keys import check_tenant_id, hash_api_key, new_api_key
-from chalicelib.domain.records import Principal
+from chalicelib.domain.principals import ADMIN, TENANT, Principal, check_tenant_id, hash_api_key, new_api_key
 from chalicelib.store.directory import Directory
 from chalicelib.store.dynamo import Table
 
@@ -66,9 +65,9 @@ def main(argv: Optional[Sequence[str]] = None, session: Any = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.admin:
-            principal = Principal("", "admin")
+            principal = Principal("", ADMIN)
         else:
-            principal = Principal(check_tenant_id(args.tenant), "tenant")
+            principal = Principal(check_tenant_id(args.tenant), TENANT)
         session = session or boto3.session.Session(region_name=args.region, profile_name=args.profile)
         table = directory_table(session, args.stack, args.table)
         key = create_key(session, table, principal, args.label or ("admin" if args.admin else f"tenant {args.tenant}"))

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from chalice import AuthResponse, Blueprint
 
-from chalicelib.domain.api_keys import bearer_key, hash_api_key
+from chalicelib.domain.principals import ANONYMOUS, bearer_key, hash_api_key
 from chalicelib.wiring import services
 
-ANONYMOUS = "anonymous"
 CACHE_SECONDS = 300
 
 auth = Blueprint(__name__)

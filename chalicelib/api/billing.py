@@ -1,28 +1,20 @@
 """Billing (AgentSociety's commercial `/api/account` and `/api/bills`) and the admin's recharge."""
 from __future__ import annotations
 
-from typing import Any, Optional
-
-from chalice import Response
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from typing import TYPE_CHECKING
 
 from chalicelib.api.http import Api, Request, json_response
-from chalicelib.domain.api_keys import check_tenant_id
-from chalicelib.domain.billing import parse_amount
+from chalicelib.domain.billing import RechargeRequest, parse_amount
 from chalicelib.domain.errors import InvalidInput
+from chalicelib.domain.principals import check_tenant_id
 from chalicelib.wiring import services
+
+if TYPE_CHECKING:
+    from chalice import Response
 
 api = Api(__name__)
 billing_bp = api.blueprint
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-
-
-class RechargeBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    amount: Any  # a decimal string ("100.00") or a JSON number; checked by parse_amount
-    request_id: Optional[StrictStr] = None  # the same as the Idempotency-Key header
-    description: StrictStr = Field(default="", max_length=255)
 
 
 @api.route("/api/account", ("GET",))
@@ -38,7 +30,7 @@ def list_bills(request: Request) -> dict:
     return {"total": total, "data": [line.to_json() for line in lines]}
 
 
-@api.route("/api/admin/accounts/{tenant_id}/recharge", ("POST",), access="admin", body=RechargeBody)
+@api.route("/api/admin/accounts/{tenant_id}/recharge", ("POST",), access="admin", body=RechargeRequest)
 def recharge(request: Request, tenant_id: str) -> Response:
     try:
         check_tenant_id(tenant_id)

@@ -6,39 +6,50 @@ import json
 from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, overload
 from urllib.parse import parse_qs
 
 from chalice import Blueprint, Response
-from pydantic import BaseModel, ValidationError
 
-from chalicelib.api.auth import ANONYMOUS, api_key_authorizer, principal_context
-from chalicelib.domain.errors import (AgoraError, Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge,
-                                      Unauthenticated)
-from chalicelib.domain.records import Principal
-from chalicelib.domain.validation import MAX_JSON_BODY_BYTES, parse_json_body
+from chalicelib.api.auth import api_key_authorizer, principal_context
+from chalicelib.domain.errors import (
+    AgoraError,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Throttled,
+    Unauthenticated,
+)
+from chalicelib.domain.principals import ANONYMOUS, Principal
+from chalicelib.domain.validation import MAX_JSON_BODY_BYTES, parse_json_body, validated
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
 FORM = "application/x-www-form-urlencoded"
 
-STATUS = {InvalidInput: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, Conflict: 409, PayloadTooLarge: 413}
+STATUS = {InvalidInput: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, Conflict: 409, PayloadTooLarge: 413,
+          Throttled: 503}
+RETRY_AFTER_SECONDS = "1"
+
 
 def json_response(body: Any, status: int = 200, headers: Optional[dict[str, str]] = None) -> Response:
     return Response(body=json.dumps(body, allow_nan=False), status_code=status,
                     headers={"Content-Type": JSON, **(headers or {})})
 
 
-def error_response(status: int, detail: Any) -> Response:
-    return json_response({"detail": detail}, status)
+def error_response(exc: AgoraError) -> Response:
+    status = STATUS[type(exc)]
+    return json_response({"detail": exc.detail}, status,
+                         {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None)
 
 
 def redirect(location: str) -> Response:
     return Response(body="", status_code=303, headers={"Location": location, "Cache-Control": "no-store"})
-
-
-def validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
-    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors(include_url=False)]
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,12 @@ class Request:
     def query(self, name: str) -> Optional[str]:
         return (self.raw.query_params or {}).get(name)
 
+    @overload
+    def int_query(self, name: str) -> Optional[int]: ...
+
+    @overload
+    def int_query(self, name: str, default: int) -> int: ...
+
     def int_query(self, name: str, default: Optional[int] = None) -> Optional[int]:
         text = self.query(name)
         if text is None or text == "":
@@ -88,11 +105,7 @@ class Request:
         """The JSON body validated by the model the route declares (`body=`), so the docs cannot drift."""
         if self._body_model is None:
             raise TypeError("this route declares no body model")
-        data = parse_json_body(self.raw.raw_body, self._body_limit)
-        try:
-            return self._body_model.model_validate(data)
-        except ValidationError as exc:
-            raise InvalidInput(validation_detail(exc)) from exc
+        return validated(self._body_model, parse_json_body(self.raw.raw_body, self._body_limit))
 
     def multipart_file(self, field: str, max_bytes: int) -> tuple[str, bytes, str]:
         """(filename, content, content type) of one file field of a multipart/form-data body."""
@@ -110,7 +123,8 @@ class Request:
                 filename = part.get_filename() or ""
                 if not filename:
                     raise InvalidInput(f"multipart field {field!r} has no filename")
-                return filename, part.get_payload(decode=True) or b"", part.get_content_type()
+                payload = part.get_payload(decode=True)
+                return filename, payload if isinstance(payload, bytes) else b"", part.get_content_type()
         raise InvalidInput(f"multipart body has no file field named {field!r}")
 
 
@@ -135,7 +149,7 @@ class Api:
                     request = Request(raw, _principal(raw, access), body, body_limit)
                     result = view(request, **path_params)
                 except AgoraError as exc:
-                    return error_response(STATUS[type(exc)], exc.detail)
+                    return error_response(exc)
                 return result if isinstance(result, Response) else json_response(result, status)
 
             self.blueprint.route(path, methods=list(methods), content_types=list(content_types),

@@ -10,10 +10,11 @@ from chalicelib.api.http import FORM, JSON, MULTIPART, ROUTES, Api, Request, Rou
 api = Api(__name__)
 openapi_bp = api.blueprint
 ERROR = {"type": "object", "properties": {"detail": {}}, "required": ["detail"]}
-ERRORS = {"400": "invalid input", "401": "no or unknown API key", "403": "another tenant's resource or a forbidden action",
+ERRORS = {"400": "invalid input", "401": "no or unknown API key",
+          "403": "another tenant's resource or a forbidden action",
           "404": "not found", "409": "conflict with the current state", "413": "payload too large"}
-SECURITY = {"tenant": [{"bearer": []}], "admin": [{"bearer": []}], "form": [{"bearer": []}, {"formKey": []}],
-            "public": []}
+SECURITY: dict[str, list[dict[str, list[str]]]] = {
+    "tenant": [{"bearer": []}], "admin": [{"bearer": []}], "form": [{"bearer": []}, {"formKey": []}], "public": []}
 
 
 def _operation(route: RouteDoc, schemas: dict[str, Any]) -> dict[str, Any]:

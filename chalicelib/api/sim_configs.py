@@ -1,14 +1,8 @@
 """Simulation configs (AgentSociety's paths): LLM, agent, map and workflow configs, surveys, map upload."""
 from __future__ import annotations
 
-import json
-import re
-
 from chalicelib.api.http import MULTIPART, Api, Request
-from chalicelib.domain.clock import new_id
-from chalicelib.domain.errors import InvalidInput
-from chalicelib.domain.sim_configs import ConfigBody
-from chalicelib.sim.spec import MapData
+from chalicelib.domain.simulation.models import ConfigBody
 from chalicelib.wiring import services
 
 api = Api(__name__)
@@ -20,7 +14,7 @@ PATHS = {"llm": "/api/llm-configs", "agent": "/api/agent-configs", "map": "/api/
 
 def _register(kind: str, base: str) -> None:
     def list_configs(request: Request) -> dict:
-        return {"data": [c.to_json() for c in services().configs.list(request.tenant_id, kind)]}
+        return {"data": [c.to_json() for c in services().configs.list_configs(request.tenant_id, kind)]}
 
     def create_config(request: Request) -> dict:
         return {"data": services().configs.create(request.principal, kind, request.body()).to_json()}
@@ -52,12 +46,6 @@ for _kind, _base in PATHS.items():
 
 @api.route("/api/map-configs/-/upload", ("POST",), content_types=(MULTIPART,))
 def upload_map(request: Request) -> dict:
-    """Store a map file (MapData JSON) under the caller's map folder; reference it from a map config."""
+    """Store a map file under the caller's map folder; reference it from a map config."""
     filename, data, _ = request.multipart_file("file", MAX_MAP_UPLOAD_BYTES)
-    try:
-        MapData.model_validate(json.loads(data))
-    except ValueError as exc:
-        raise InvalidInput(f"map file is not a valid map: {exc}") from exc
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", filename.rsplit("/", 1)[-1])[:100] or "map.json"
-    path = services().sim_objects.save_map(request.tenant_id, f"{new_id()}-{safe}", data)
-    return {"data": {"file_path": path}}
+    return {"data": {"file_path": services().configs.upload_map(request.tenant_id, filename, data)}}

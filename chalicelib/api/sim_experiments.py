@@ -7,8 +7,8 @@ from typing import Optional
 from chalice import Response
 
 from chalicelib.api.http import FORM, JSON, Api, Request, redirect
-from chalicelib.domain.errors import InvalidInput, NotFound
-from chalicelib.domain.sim_views import DialogRequest, SurveyRequest
+from chalicelib.domain.errors import InvalidInput
+from chalicelib.domain.simulation.models import DialogRequest, SurveyRequest
 from chalicelib.wiring import services
 
 api = Api(__name__)
@@ -29,7 +29,7 @@ def _instant(request: Request) -> tuple[Optional[int], Optional[float]]:
 
 @api.route(BASE, ("GET",), query=("skip", "limit"))
 def list_simulations(request: Request) -> dict:
-    found, total = services().sim_views.list(request.tenant_id, request.int_query("skip", 0),
+    found, total = services().sim_views.list_experiments(request.tenant_id, request.int_query("skip", 0),
                                              request.int_query("limit", 100))
     return {"total": total, "data": [e.to_json() for e in found]}
 
@@ -111,11 +111,7 @@ def export_simulation(request: Request, experiment_id: str) -> Response:
 
 @api.route(BASE + "/{experiment_id}/artifacts", ("POST",), access="form", content_types=(JSON, FORM))
 def simulation_artifacts(request: Request, experiment_id: str) -> Response:
-    wired = services()
-    exp = wired.sim_views.get(request.tenant_id, experiment_id)
-    artifacts = wired.sim_objects.load_artifacts(exp.tenant_id, exp.id)
-    if artifacts is None:
-        raise NotFound("Artifacts not found")
+    exp, artifacts = services().sim_views.artifacts(request.tenant_id, experiment_id)
     return Response(body=json.dumps(artifacts, indent=2, ensure_ascii=False), status_code=200, headers={
         "Content-Type": "application/json",
         "Content-Disposition": f'attachment; filename="experiment_{exp.id}_artifacts.json"'})

@@ -1,13 +1,16 @@
 """Tracking API: run artifacts, direct (multipart) and presigned uploads, listing, downloads."""
 from __future__ import annotations
 
-from chalice import Response
+from typing import TYPE_CHECKING
 
 from chalicelib.api.http import MULTIPART, Api, Request, redirect
-from chalicelib.domain.artifacts import artifact_path
 from chalicelib.domain.errors import InvalidInput
-from chalicelib.domain.tracking_models import ArtifactUploadRequest
+from chalicelib.domain.tracking.artifacts import artifact_path
+from chalicelib.domain.tracking.models import ArtifactUploadRequest
 from chalicelib.wiring import services
+
+if TYPE_CHECKING:
+    from chalice import Response
 
 api = Api(__name__)
 artifacts_bp = api.blueprint
@@ -26,7 +29,7 @@ def log_artifact(request: Request, run_id: str) -> dict:
 
 @api.route(RUNS + "/{run_id}/artifacts", ("GET",))
 def list_artifacts(request: Request, run_id: str) -> dict:
-    return {"artifacts": [a.to_json() for a in services().artifacts.list(request.tenant_id, run_id)]}
+    return {"artifacts": [a.to_json() for a in services().artifacts.list_artifacts(request.tenant_id, run_id)]}
 
 
 @api.route(RUNS + "/{run_id}/artifacts/download", ("GET",), query=("path",))

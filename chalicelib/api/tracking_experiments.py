@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from chalicelib.api.http import Api, Request
-from chalicelib.domain.tracking_models import ExperimentCreate, ExperimentPatch
+from chalicelib.domain.tracking.models import ExperimentCreate, ExperimentPatch
 from chalicelib.wiring import services
 
 api = Api(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from chalicelib.api.http import Api, Request
-from chalicelib.domain.tracking_models import CompareRuns, LogBatch, LogMetrics, LogParams, RunCreate, RunEnd
+from chalicelib.domain.tracking.models import CompareRuns, LogBatch, LogMetrics, LogParams, RunCreate, RunEnd
 from chalicelib.observability import count
 from chalicelib.wiring import services
 

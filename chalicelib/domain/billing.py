@@ -6,24 +6,25 @@ toward zero to 6 places (AgentSociety's `trunc6`), so a charge is never larger t
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal, InvalidOperation, localcontext
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
 from chalicelib.domain.clock import new_id, now_iso, parse_iso
 from chalicelib.domain.errors import Conflict, InvalidInput
-from chalicelib.domain.sim_records import PLATFORM, SimExperiment
-from chalicelib.settings import SettingsError
+from chalicelib.domain.paging import check_page
+from chalicelib.domain.principals import PLATFORM
 
 if TYPE_CHECKING:
+    from chalicelib.domain.simulation.records import SimExperiment
     from chalicelib.store.billing import BillingStore
     from chalicelib.store.simulations import SimulationStore
 
 CURRENCY = "CNY"
-BILLING_RATES = "AGORA_BILLING_RATES"  # JSON, e.g. {"llm_input_token": "3.0", "llm_output_token": "3.0", "run_time": "0.001"}
 
 RECHARGE = "recharge"
 LLM_INPUT_TOKEN = "llm_input_token"
@@ -77,33 +78,32 @@ class BillingRates:
 
     @classmethod
     def parse(cls, text: str) -> BillingRates:
-        """From JSON; missing items keep AgentSociety's defaults. `runtime` is accepted for `run_time`."""
+        """From JSON; missing items keep AgentSociety's defaults. `runtime` is accepted for `run_time`.
+
+        A ValueError says what is wrong (the settings report it as a deployment error).
+        """
         if not text.strip():
             return cls()
         try:
             data = json.loads(text, parse_float=Decimal, parse_int=Decimal)
         except ValueError as exc:
-            raise SettingsError(f"{BILLING_RATES} is not valid JSON: {exc}") from exc
+            raise ValueError(f"not valid JSON: {exc}") from exc
         if not isinstance(data, dict):
-            raise SettingsError(f"{BILLING_RATES} must be a JSON object of item -> rate")
+            raise ValueError("must be a JSON object of item -> rate")
         rates: dict[str, Decimal] = {}
         for name, raw in data.items():
             item = RUN_TIME if name == "runtime" else name
             if item not in (LLM_INPUT_TOKEN, LLM_OUTPUT_TOKEN, RUN_TIME):
-                raise SettingsError(f"{BILLING_RATES}: unknown item {name!r}")
+                raise ValueError(f"unknown item {name!r}")
             try:
                 rate = Decimal(raw) if isinstance(raw, (Decimal, str)) and not isinstance(raw, bool) else None
             except InvalidOperation:
                 rate = None
             if rate is None or not rate.is_finite() or rate < 0 or rate > MAX_RATE or rate != trunc6(rate):
-                raise SettingsError(f"{BILLING_RATES}: {name} must be a number from 0 to {MAX_RATE} "
-                                    f"with at most 6 decimal places, got {raw!r}")
+                raise ValueError(f"{name} must be a number from 0 to {MAX_RATE} with at most 6 decimal places, "
+                                 f"got {raw!r}")
             rates[item] = rate
         return cls(**rates)
-
-    @classmethod
-    def from_environ(cls) -> BillingRates:
-        return cls.parse(os.environ.get(BILLING_RATES, ""))
 
 
 # records ----------------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ class AlreadyRecorded(Exception):
 # the pure part: what a run costs ---------------------------------------------------------------
 def _instant(text: str) -> datetime:
     moment = parse_iso(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def run_seconds(exp: SimExperiment, billed_at: str) -> Decimal:
@@ -202,6 +202,14 @@ def bill_lines(exp: SimExperiment, rates: BillingRates, billed_at: str,
 
 
 # input checks -----------------------------------------------------------------------------------
+class RechargeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: Any  # a decimal string ("100.00") or a JSON number; checked by parse_amount
+    request_id: Optional[StrictStr] = None  # the same as the Idempotency-Key header
+    description: StrictStr = Field(default="", max_length=255)
+
+
 def parse_amount(value: Any) -> Decimal:
     """A recharge amount: a decimal string or a JSON number, > 0, at most 6 places, at most MAX_RECHARGE."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -251,10 +259,7 @@ class BillingService:
     def bills(self, tenant_id: str, item: Optional[str], skip: int, limit: int) -> tuple[int, list[BillLine]]:
         if item is not None and item not in ITEMS:
             raise InvalidInput(f"item must be one of {', '.join(ITEMS)}, got {item!r}")
-        if skip < 0:
-            raise InvalidInput(f"skip must be 0 or more, got {skip}")
-        if not 1 <= limit <= MAX_LIST_LIMIT:
-            raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
+        check_page(limit, skip, max_limit=MAX_LIST_LIMIT, offset_name="skip")
         return self.store.list_bills(tenant_id, item, skip, limit)
 
     def bill_experiment(self, tenant_id: str, experiment_id: str) -> dict:

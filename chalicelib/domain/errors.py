@@ -34,3 +34,14 @@ class Conflict(AgoraError):
 
 class PayloadTooLarge(AgoraError):
     """The body is larger than the route accepts (413)."""
+
+
+class Throttled(AgoraError):
+    """The storage refused the request for capacity; the client should retry after a pause (503)."""
+
+
+class StaleRecord(Exception):
+    """Raised by a store: the record changed since it was read (optimistic locking); read again and retry.
+
+    Never reaches a client: the service that read the record decides whether to retry or answer 409.
+    """

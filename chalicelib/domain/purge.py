@@ -14,17 +14,17 @@ the next invocation goes on from there.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from chalicelib.domain.clock import iso, now_iso, now_ms
-from chalicelib.domain.records import DELETED
+from chalicelib.domain.tracking.records import DELETED
+from chalicelib.logs import module_logger
 
 if TYPE_CHECKING:
     from chalicelib.store.purge import PurgeStore
 
-logger = logging.getLogger(__name__)
+logger = module_logger(__name__)
 
 DAY_MS = 86_400_000
 DEFAULT_MAX_DELETES = 100_000  # a safety bound; the Lambda's time is what normally ends an invocation
@@ -103,13 +103,13 @@ class PurgePolicy:
     @staticmethod
     def purgeable(state: Optional[dict[str, Any]], cutoff: str) -> bool:
         """Deleted, with a deletion time, older than the cutoff. Active, restored or undated: never."""
-        return bool(state) and state.get("lifecycle_stage") == DELETED and bool(state.get("deleted_at")) \
+        return state is not None and state.get("lifecycle_stage") == DELETED and bool(state.get("deleted_at")) \
             and state["deleted_at"] < cutoff
 
     @classmethod
     def still_purgeable(cls, state: Optional[dict[str, Any]], cutoff: str, deleted_at: str) -> bool:
         """Purgeable and still the same deletion the purge started on (not restored and deleted again)."""
-        return cls.purgeable(state, cutoff) and state["deleted_at"] == deleted_at
+        return state is not None and cls.purgeable(state, cutoff) and state["deleted_at"] == deleted_at
 
 
 class Budget:
@@ -164,7 +164,8 @@ class PurgeService:
     store: PurgeStore
     policy: PurgePolicy
 
-    def run(self, remaining_ms: Optional[Callable[[], int]] = None, max_deletes: Optional[int] = None) -> dict[str, Any]:
+    def run(self, remaining_ms: Optional[Callable[[], int]] = None,
+            max_deletes: Optional[int] = None) -> dict[str, Any]:
         """Purge what is due, within the budget; returns the report (also what the handler logs)."""
         limit = self.policy.max_deletes if max_deletes is None else max_deletes
         if limit < 1:
@@ -191,7 +192,7 @@ class PurgeService:
         except Exception:
             try:  # keep the place for the next invocation; the deletions done so far need no undo
                 self._checkpoint(run)
-            except Exception:  # noqa: BLE001 - the first error is the one to report
+            except Exception:
                 logger.exception("purge: could not save the cursor after a failure")
             raise
         return self._report(run, finished, resumed)
@@ -221,7 +222,7 @@ class PurgeService:
     def _pick_up(self, run: _Invocation, candidate: Candidate) -> None:
         """Start on a candidate found by the Scan, if it is (still) purgeable."""
         stored = self.store.experiment_state(candidate.tenant_id, candidate.experiment_id)
-        if not self.policy.purgeable(stored, run.cutoff):
+        if stored is None or not self.policy.purgeable(stored, run.cutoff):
             run.skipped.append(_name(candidate.tenant_id, candidate.experiment_id))
             logger.info("purge: skipping experiment %s of tenant %s: no longer purgeable",
                         candidate.experiment_id, candidate.tenant_id)
@@ -290,12 +291,12 @@ class PurgeService:
         budget = run.budget
         while True:
             items = self.store.run_items(tenant_id, run_id, DELETE_PAGE)
-            doomed = [item for item in items if item["sk"] != "RUN"]
+            doomed = [item for item in items if item["kind"] != "run"]
             if not doomed:
                 break
             for item in doomed:  # a series' chunks first: its latest-value item is how the key is found
-                if item["sk"].startswith("L#"):
-                    current["metric_key"] = key = item.get("key", item["sk"][2:])
+                if item["kind"] == "latest":
+                    current["metric_key"] = key = item["key"]
                     while True:
                         allowance = budget.allowance(DELETE_PAGE)
                         if not allowance:

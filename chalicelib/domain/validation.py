@@ -6,6 +6,8 @@ import math
 import re
 from typing import Any
 
+from pydantic import ValidationError
+
 from chalicelib.domain.errors import InvalidInput, PayloadTooLarge
 
 MAX_KEY_LENGTH = 250
@@ -84,3 +86,16 @@ def parse_json_body(raw: bytes | None, limit: int = MAX_JSON_BODY_BYTES) -> Any:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise InvalidInput("request body is nested too deeply") from exc
+
+
+def validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as the `detail` list of a 400: where, what, which rule."""
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors(include_url=False)]
+
+
+def validated(model: Any, data: Any) -> Any:
+    """`data` checked by a pydantic model class or TypeAdapter; a failure is a 400 listing every error."""
+    try:
+        return model.validate_python(data) if hasattr(model, "validate_python") else model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(validation_detail(exc)) from exc

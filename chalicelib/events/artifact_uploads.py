@@ -1,16 +1,16 @@
 """Registers artifacts uploaded straight to S3 (presigned POST) when EventBridge reports them."""
 from __future__ import annotations
 
-import logging
 from typing import Any
 from urllib.parse import unquote_plus
 
 from chalice import Blueprint
 
+from chalicelib.logs import module_logger
 from chalicelib.store.keys import ARTIFACT_UPLOAD_PREFIX
 from chalicelib.wiring import services
 
-logger = logging.getLogger(__name__)
+logger = module_logger(__name__)
 uploads_bp = Blueprint(__name__)
 
 # only run artifacts: maps, checkpoints and exports live under other prefixes and cost no invocation
@@ -19,20 +19,19 @@ OBJECT_CREATED = {"source": ["aws.s3"], "detail-type": ["Object Created"],
 
 
 @uploads_bp.on_cw_event(OBJECT_CREATED, name="register_artifact_upload")
-def register_artifact_upload(event: Any) -> dict[str, str]:
+def register_artifact_upload(event: Any) -> dict[str, Any]:
     """Untrusted input: the key is re-parsed and the run checked before anything is recorded."""
     detail = event.detail if isinstance(event.detail, dict) else {}
     bucket = (detail.get("bucket") or {}).get("name")
     raw_key = (detail.get("object") or {}).get("key")
-    wired = services()
-    if bucket != wired.settings.bucket:
+    if bucket != services().settings.bucket:
         key, outcome = raw_key, "ignored: another bucket"
     elif not isinstance(raw_key, str) or not raw_key:
         key, outcome = raw_key, "ignored: no object key"
     else:
         attempts: list[tuple[str, str]] = []
         for candidate in object_keys(raw_key):
-            attempts.append((candidate, wired.artifacts.register_object(candidate)))
+            attempts.append((candidate, services().artifacts.register_object(candidate)))
             if not attempts[-1][1].startswith("ignored"):
                 break
         # report the key that was registered, else the one S3 has (its refusal says why), else the first

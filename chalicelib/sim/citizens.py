@@ -1,12 +1,15 @@
 """A citizen's changing state (place, needs, money, plans) and the rule-based day it follows."""
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.sim.population import GENERIC_JOB, Person, workplace_kind
-from chalicelib.sim.world import World
+
+if TYPE_CHECKING:
+    import random
+
+    from chalicelib.sim.world import World
 
 # The checkpointed state of a citizen, in column order (the static Person is rebuilt from the spec).
 FIELDS = ("aoi", "dest", "travel_left", "travel_total", "action", "activity", "until", "hunger", "energy",
@@ -57,11 +60,28 @@ class Decision:
 
 class Citizen:
     __slots__ = ("person", "tick_spent") + FIELDS
+    # the checkpointed state (FIELDS), set from a column of values in __init__
+    aoi: int
+    dest: int
+    travel_left: int
+    travel_total: int
+    action: str
+    activity: str
+    until: int
+    hunger: float
+    energy: float
+    health: float
+    happiness: float
+    money: float
+    spent_today: float
+    employed: bool
+    work: int
+    social: float
 
     def __init__(self, person: Person, values: list[Any]):
         self.person = person
         self.tick_spent = 0.0  # money spent in the current tick only; never checkpointed
-        for name, value in zip(FIELDS, values):
+        for name, value in zip(FIELDS, values, strict=False):
             setattr(self, name, value)
 
     @classmethod

@@ -7,6 +7,7 @@ import math
 import random
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, Callable, Optional, TypeVar
 
 from chalicelib.sim.citizens import FIELDS, Citizen, TickContext, metrics_of, prices_of
@@ -14,11 +15,31 @@ from chalicelib.sim.llm_client import LLMError
 from chalicelib.sim.minds import Mind, MindFactory, default_mind_factory
 from chalicelib.sim.phrases import Persona
 from chalicelib.sim.population import build_population
-from chalicelib.sim.records import (THOUGHT, TALK, USER, AgentProfile, AgentStatus, Dialog, Inbox, PendingDialog,
-                                    PendingSurvey, StepResult, SurveyAnswer, TickRecord)
-from chalicelib.sim.spec import (SECONDS_PER_DAY, InterveneStep, InterviewStep, RunStep, SaveContextStep,
-                                 SimulationSpec, StepStep, SurveyData, SurveyStep)
+from chalicelib.sim.records import (
+    TALK,
+    THOUGHT,
+    USER,
+    AgentProfile,
+    AgentStatus,
+    Dialog,
+    Inbox,
+    PendingDialog,
+    PendingSurvey,
+    StepResult,
+    SurveyAnswer,
+    TickRecord,
+)
+from chalicelib.sim.spec import (
+    SECONDS_PER_DAY,
+    InterveneStep,
+    InterviewStep,
+    SaveContextStep,
+    SimulationSpec,
+    SurveyData,
+    SurveyStep,
+)
 from chalicelib.sim.surveys import survey_id_of
+from chalicelib.sim.workflow import describe, is_timed, step_seconds, tick_seconds
 from chalicelib.sim.world import World
 
 __all__ = ["Simulation", "StepResult", "TickRecord", "AgentStatus", "AgentProfile", "Dialog", "SurveyAnswer", "Inbox",
@@ -43,24 +64,18 @@ def _fingerprint(spec: SimulationSpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _step_seconds(step: Any) -> int:
-    if isinstance(step, RunStep):
-        return max(1, int(round(step.days * SECONDS_PER_DAY)))
-    return step.steps * step.ticks_per_step
-
-
 class Simulation:
     """One run: create() or restore(), then advance() in bounded slices until done, checkpoint() in between."""
 
     def __init__(self, spec: SimulationSpec, mind: Mind):
         for step in spec.workflow:
-            if isinstance(step, SurveyStep) and not isinstance(step.survey, dict):
+            if step.type == "survey" and not isinstance(step.survey, dict):
                 raise ValueError(f"survey {step.survey!r} must be resolved to its content before the run")
         self.spec, self.mind = spec, mind
         self.world = World(spec.map)
         self.people = build_population(spec, self.world)
-        self.total_ticks_planned = sum(math.ceil(_step_seconds(s) / s.ticks_per_step)
-                                       for s in spec.workflow if isinstance(s, (RunStep, StepStep)))
+        self.total_ticks_planned = sum(math.ceil(step_seconds(s) / tick_seconds(s))
+                                       for s in spec.workflow if is_timed(s))
         # run state; everything below is in the checkpoint
         self.day, self.t, self.ticks_done = 0, spec.start_t, 0
         self.step_index, self.step_left = 0, -1  # -1: the current run/step has not begun
@@ -154,32 +169,26 @@ class Simulation:
         ticks = 0
         while not self.done:
             step = self.spec.workflow[self.step_index]
-            if isinstance(step, (RunStep, StepStep)):
+            if is_timed(step):
                 if ticks >= max_ticks:
                     break
                 if self.step_left < 0:
-                    self.step_left = _step_seconds(step)
-                    self._log(result, f"step {self.step_index + 1}/{len(self.spec.workflow)}: {self._what(step)}")
-                length = min(step.ticks_per_step, self.step_left)
+                    self.step_left = step_seconds(step)
+                    self._log(result, f"step {self.step_index + 1}/{len(self.spec.workflow)}: {describe(step)}")
+                length = min(tick_seconds(step), self.step_left)
                 self._tick(length, result, pending)
                 pending, ticks = None, ticks + 1
                 self.step_left -= length
                 if self.step_left <= 0:
                     self.step_index, self.step_left = self.step_index + 1, -1
             else:
-                self._instant(step, result)
+                INSTANT_STEPS[step.type](self, step, result)
                 self.step_index += 1
         if pending:
             self._answer_inbox(pending, result)
         if self.done and not was_done:
             self._log(result, "workflow finished")
         return result
-
-    @staticmethod
-    def _what(step: Any) -> str:
-        if isinstance(step, RunStep):
-            return f"run {step.days:g} day(s), {step.ticks_per_step} s per tick"
-        return f"{step.steps} tick(s) of {step.ticks_per_step} s"
 
     def _log(self, result: StepResult, text: str) -> None:
         result.log_lines.append(f"{clock(self.day, self.t)} {text}")
@@ -207,8 +216,8 @@ class Simulation:
         if inbox:
             self._answer_inbox(inbox, result)
         self._conversations(ctx, result)
-        thoughts = self._call_all([lambda r, p=self._persona(c): self.mind.reflect(p, r) for c in sleepers])
-        for c, reply in zip(sleepers, thoughts):
+        thoughts = self._call_all([partial(self.mind.reflect, self._persona(c)) for c in sleepers])
+        for c, reply in zip(sleepers, thoughts, strict=False):
             self._dialog(result, c.person.id, THOUGHT, "", reply)
         written = len(result.dialogs) - before
         self.last_metrics = metrics_of(self.citizens, written)
@@ -235,9 +244,9 @@ class Simulation:
         seeds = [self.rng.getrandbits(64) for _ in calls]
         parallelism = getattr(self.mind, "parallelism", 1)
         if parallelism <= 1 or len(calls) <= 1:
-            return [call(random.Random(seed)) for call, seed in zip(calls, seeds)]
+            return [call(random.Random(seed)) for call, seed in zip(calls, seeds, strict=False)]
         with ThreadPoolExecutor(max_workers=min(parallelism, len(calls))) as pool:
-            return list(pool.map(lambda cs: cs[0](random.Random(cs[1])), zip(calls, seeds)))
+            return list(pool.map(lambda cs: cs[0](random.Random(cs[1])), zip(calls, seeds, strict=False)))
 
     def _persona(self, c: Citizen) -> Persona:
         w = self.world
@@ -280,9 +289,9 @@ class Simulation:
             opener = self.mind.talk(a, b, None, rng)
             return opener, self.mind.talk(b, a, opener.text, rng)
 
-        replies = self._call_all([lambda r, pa=self._persona(x), pb=self._persona(y): converse(pa, pb, r)
+        replies = self._call_all([partial(converse, self._persona(x), self._persona(y))
                                   for x, y in pairs])
-        for (a, b), (opener, answer) in zip(pairs, replies):
+        for (a, b), (opener, answer) in zip(pairs, replies, strict=False):
             for speaker, line in ((a, opener), (b, answer)):
                 self._dialog(result, a.person.id, TALK, str(speaker.person.id), line)
                 self._dialog(result, b.person.id, TALK, str(speaker.person.id), line.text)  # tokens once
@@ -295,9 +304,9 @@ class Simulation:
             if item.agent_id not in by_id:
                 self._log(result, f"inbox item {item.id}: no agent {item.agent_id}, dropped")
         dialogs = [d for d in inbox.dialogs if d.agent_id in by_id]
-        replies = self._call_all([lambda r, p=self._persona(by_id[d.agent_id]), m=d.content:
-                                  self.mind.answer_user(p, m, r) for d in dialogs])
-        for d, reply in zip(dialogs, replies):
+        replies = self._call_all([partial(self.mind.answer_user, self._persona(by_id[d.agent_id]), d.content)
+                                  for d in dialogs])
+        for d, reply in zip(dialogs, replies, strict=False):
             self._dialog(result, d.agent_id, USER, "user", d.content, d.day, d.t)
             self._dialog(result, d.agent_id, TALK, str(d.agent_id), reply)
         surveys = []
@@ -307,9 +316,9 @@ class Simulation:
             except ValueError as e:
                 self._log(result, f"inbox survey {s.id}: not a usable survey ({str(e).splitlines()[0]})")
         surveys = [(s, data) for s, data in surveys if s.agent_id in by_id]
-        answers = self._call_all([lambda r, p=self._persona(by_id[s.agent_id]), data=data:
-                                  self.mind.answer_survey(p, data, r) for s, data in surveys])
-        for (s, _), answer in zip(surveys, answers):
+        answers = self._call_all([partial(self.mind.answer_survey, self._persona(by_id[s.agent_id]), data)
+                                  for s, data in surveys])
+        for (s, _), answer in zip(surveys, answers, strict=False):
             self._survey_answer(result, s.agent_id, s.survey_id, answer)
         result.processed_inbox_ids.extend([d.id for d in inbox.dialogs] + [s.id for s in inbox.surveys])
 
@@ -327,29 +336,28 @@ class Simulation:
         wanted = set(ids)
         return [c for c in self.citizens if c.person.id in wanted]
 
-    def _instant(self, step: Any, result: StepResult) -> None:
-        if isinstance(step, SurveyStep):
-            data = SurveyData.model_validate(step.survey)
-            survey_id, targets = survey_id_of(step.survey), self._targets(step.target_agent)
-            answers = self._call_all([lambda r, p=self._persona(c): self.mind.answer_survey(p, data, r)
-                                      for c in targets])
-            rows = [self._survey_answer(result, c.person.id, survey_id, a) for c, a in zip(targets, answers)]
-            self.last_survey = {"survey_id": survey_id, "day": self.day, "t": float(self.t),
-                                "answers": [r.to_json() for r in rows]}
-            self._log(result, f"survey {data.title or survey_id}: {len(rows)} answers")
-        elif isinstance(step, InterviewStep):
-            targets = self._targets(step.target_agent)
-            replies = self._call_all([lambda r, p=self._persona(c): self.mind.answer_interview(p, step.question, r)
-                                      for c in targets])
-            for c, reply in zip(targets, replies):
-                self._dialog(result, c.person.id, USER, "interviewer", step.question)
-                self._dialog(result, c.person.id, TALK, str(c.person.id), reply)
-            self._log(result, f"interview: {len(targets)} answers to {step.question[:60]!r}")
-        elif isinstance(step, InterveneStep):
-            self._intervene(step, result)
-        elif isinstance(step, SaveContextStep):
-            result.artifacts[step.save_as] = self._context_artifact(step.target)
-            self._log(result, f"save_context {step.target} as {step.save_as!r}")
+    def _survey_step(self, step: SurveyStep, result: StepResult) -> None:
+        data = SurveyData.model_validate(step.survey)
+        resolved = step.survey if isinstance(step.survey, dict) else {"id": step.survey}
+        survey_id, targets = survey_id_of(resolved), self._targets(step.target_agent)
+        answers = self._call_all([partial(self.mind.answer_survey, self._persona(c), data) for c in targets])
+        rows = [self._survey_answer(result, c.person.id, survey_id, a) for c, a in zip(targets, answers, strict=False)]
+        self.last_survey = {"survey_id": survey_id, "day": self.day, "t": float(self.t),
+                            "answers": [r.to_json() for r in rows]}
+        self._log(result, f"survey {data.title or survey_id}: {len(rows)} answers")
+
+    def _interview_step(self, step: InterviewStep, result: StepResult) -> None:
+        targets = self._targets(step.target_agent)
+        replies = self._call_all([partial(self.mind.answer_interview, self._persona(c), step.question)
+                                  for c in targets])
+        for c, reply in zip(targets, replies, strict=False):
+            self._dialog(result, c.person.id, USER, "interviewer", step.question)
+            self._dialog(result, c.person.id, TALK, str(c.person.id), reply)
+        self._log(result, f"interview: {len(targets)} answers to {step.question[:60]!r}")
+
+    def _save_context_step(self, step: SaveContextStep, result: StepResult) -> None:
+        result.artifacts[step.save_as] = self._context_artifact(step.target)
+        self._log(result, f"save_context {step.target} as {step.save_as!r}")
 
     def _intervene(self, step: InterveneStep, result: StepResult) -> None:
         if step.global_prompt is not None:
@@ -358,7 +366,7 @@ class Simulation:
             self.env[step.key] = step.value
         self.env.update(step.environment)
         prompt = self.global_prompt
-        (outlook,) = self._call_all([lambda r: self.mind.interpret(prompt, dict(self.env), r)])
+        (outlook,) = self._call_all([partial(self.mind.interpret, prompt, dict(self.env))])
         result.input_tokens += outlook.input_tokens
         result.output_tokens += outlook.output_tokens
         shift = outlook.mood - self.mood
@@ -376,3 +384,13 @@ class Simulation:
         if target == "survey":
             return dict(self.last_survey)
         return {"day": self.day, "t": float(self.t), "agents": [s.to_json() for s in self.statuses()]}
+
+
+# instant workflow step type -> what the engine does for it (timed kinds: chalicelib.sim.workflow)
+INSTANT_STEPS: dict[str, Callable[[Simulation, Any, StepResult], None]] = {
+    "survey": Simulation._survey_step,
+    "interview": Simulation._interview_step,
+    "intervene": Simulation._intervene,
+    "environment": Simulation._intervene,
+    "save_context": Simulation._save_context_step,
+}

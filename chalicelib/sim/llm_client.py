@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from chalicelib.sim.spec import LLMEndpoint
+if TYPE_CHECKING:
+    from chalicelib.sim.spec import LLMEndpoint
 
 # Where each provider serves its OpenAI-compatible API when the config leaves base_url empty.
 DEFAULT_BASE_URLS = {
@@ -65,7 +65,7 @@ class ChatClient:
         except urllib.error.HTTPError as e:
             detail = self._redact(e.read()[:MAX_ERROR_BODY].decode("utf-8", "replace"))
             raise LLMError(f"LLM call to {where} failed: HTTP {e.code} {detail}".strip()) from None
-        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as e:
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
             reason = getattr(e, "reason", e)
             raise LLMError(f"LLM call to {where} failed: {self._redact(str(reason))}") from None
         return self._parse(raw, where)

@@ -10,16 +10,18 @@ starts at most `max_talks_per_tick` conversations per tick. Calls of one batch m
 from __future__ import annotations
 
 import json
-import random
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from chalicelib.sim.citizens import Citizen, Decision, TickContext, decide_by_rules
 from chalicelib.sim.llm_client import ChatClient, Completion
 from chalicelib.sim.phrases import Persona, about, feeling, read_news, small_talk, topic_of
 from chalicelib.sim.spec import LLMEndpoint, SurveyData
 from chalicelib.sim.surveys import coerce, describe_questions, questions, rule_answer
+
+if TYPE_CHECKING:
+    import random
 
 MAX_PARALLEL_CALLS = 32  # threads per batch at most, whatever the endpoints allow
 LLM_TALKS_PER_TICK = 4

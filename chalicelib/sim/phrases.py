@@ -1,10 +1,12 @@
 """What a mind is told about a citizen (Persona) and the rule-based mind's wording."""
 from __future__ import annotations
 
-import random
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import random
 
 # Substrings of a question -> which of the citizen's state it is about (first match wins).
 TOPICS = (("hung", "hunger"), ("food", "hunger"), ("tired", "tiredness"), ("energ", "energy"), ("sleep", "energy"),

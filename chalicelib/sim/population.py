@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from chalicelib.sim.records import AgentProfile
 from chalicelib.sim.spec import PROFILE_ATTRIBUTES, CitizenGroup, Distribution, SimulationSpec
-from chalicelib.sim.world import World
+
+if TYPE_CHECKING:
+    from chalicelib.sim.world import World
 
 
 @dataclass(frozen=True)
@@ -81,11 +83,12 @@ class Person:
 
 
 def draw(dist: Distribution, rng: random.Random) -> Any:
-    if dist.dist == "choice":
+    # Distribution's validator guarantees the fields each kind needs
+    if dist.dist == "choice" and dist.choices:
         return rng.choices(dist.choices, weights=dist.weights)[0]
-    if dist.dist == "uniform_int":
+    if dist.dist == "uniform_int" and dist.min is not None and dist.max is not None:
         return rng.randint(int(dist.min), int(dist.max))
-    if dist.dist == "normal":
+    if dist.dist == "normal" and dist.mean is not None and dist.std is not None:
         value = rng.gauss(dist.mean, dist.std)
         if dist.min is not None:
             value = max(dist.min, value)

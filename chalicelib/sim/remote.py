@@ -91,15 +91,17 @@ def run(client: EngineClient) -> None:
 
 
 def main() -> int:
-    client = EngineClient(os.environ["AGORA_API_URL"], os.environ["AGORA_EXPERIMENT_ID"],
-                          os.environ.pop("AGORA_CALLBACK_TOKEN"))
+    from chalicelib.settings import ENGINE_API_URL, ENGINE_CALLBACK_TOKEN, ENGINE_EXPERIMENT_ID
+
+    client = EngineClient(os.environ[ENGINE_API_URL], os.environ[ENGINE_EXPERIMENT_ID],
+                          os.environ.pop(ENGINE_CALLBACK_TOKEN))
     try:
         run(client)
-    except Exception as exc:  # report the failure through the callback, then exit non-zero
+    except Exception as exc:  # noqa: BLE001 - any failure is reported through the callback, then exit 1
         traceback.print_exc()
         try:
             client.finish("error", f"{type(exc).__name__}: {exc}")
-        except Exception:
+        except Exception:  # noqa: BLE001 - the API is unreachable: the heartbeat timeout ends the run
             traceback.print_exc()
         return 1
     return 0

@@ -108,7 +108,6 @@ class MapConfig(_Model):
     file_path: Annotated[StrictStr, Field(min_length=1, max_length=1_024)]
 
 
-AOI_KINDS = ("home", "work", "shop", "leisure", "school", "hospital", "other")
 
 
 class Aoi(_Model):
@@ -135,14 +134,14 @@ class MapData(_Model):
         return self
 
 
-class RunStep(_Model):
+class RunDaysStep(_Model):
     type: Literal["run"]
     days: Annotated[float, Field(gt=0, le=365)] = 1
     ticks_per_step: Annotated[StrictInt, Field(ge=60, le=3_600)] = DEFAULT_TICK_SECONDS
     description: StrictStr = ""
 
 
-class StepStep(_Model):
+class RunTicksStep(_Model):
     type: Literal["step"]
     steps: Annotated[StrictInt, Field(ge=1, le=100_000)] = 1
     ticks_per_step: Annotated[StrictInt, Field(ge=60, le=3_600)] = DEFAULT_TICK_SECONDS
@@ -187,7 +186,7 @@ class SaveContextStep(_Model):
     description: StrictStr = ""
 
 
-WorkflowStep = Annotated[Union[RunStep, StepStep, SurveyStep, InterviewStep, InterveneStep, SaveContextStep],
+WorkflowStep = Annotated[Union[RunDaysStep, RunTicksStep, SurveyStep, InterviewStep, InterveneStep, SaveContextStep],
                          Field(discriminator="type")]
 WorkflowConfig = Annotated[list[WorkflowStep], Field(min_length=1, max_length=1_000)]
 

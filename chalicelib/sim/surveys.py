@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import re
 import uuid
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from chalicelib.sim.phrases import Persona, about, topic_of
-from chalicelib.sim.spec import SurveyData
+
+if TYPE_CHECKING:
+    import random
+
+    from chalicelib.sim.spec import SurveyData
 
 NO_ANSWER_TYPES = ("html", "image", "expression", "signaturepad", "file", "paneldynamic", "matrixdropdown",
                    "matrixdynamic")
@@ -122,7 +125,7 @@ def _pick(choices: list[Any], level: float, rng: random.Random, raw: bool = Fals
         chosen = rng.choice(choices)
     else:
         wanted = 2 * level - 1  # -1 at the bad end, +1 at the good end
-        chosen = min(zip(choices, scores), key=lambda cs: abs(cs[1] / top - wanted))[0]
+        chosen = min(zip(choices, scores, strict=False), key=lambda cs: abs(cs[1] / top - wanted))[0]
     return chosen if raw else value_of(chosen)
 
 

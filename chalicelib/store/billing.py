@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from chalicelib.domain.billing import CURRENCY, ZERO, Account, AlreadyRecorded, BillLine, Charge
 from chalicelib.store import keys
-from chalicelib.store.dynamo import Table, TransactionCancelled, from_item, to_item, transact
+from chalicelib.store.dynamo import Condition, SortRange, Table, TransactionCancelled, Update, from_item, to_item
 
 CONFLICT_ATTEMPTS = 10  # concurrent transactions on one account (two runs ending at once) are retried
 
@@ -56,35 +56,13 @@ class BillingStore:
 
     def list_bills(self, tenant_id: str, item: Optional[str], skip: int, limit: int) -> tuple[int, list[BillLine]]:
         """(total, one page newest first): a COUNT query, then a query that stops once the page is full."""
-        condition = "pk = :pk AND begins_with(sk, :prefix)"
-        params: dict[str, Any] = {":pk": keys.tenant_pk(tenant_id), ":prefix": keys.BILL_SK_PREFIX}
-        names: dict[str, str] = {}
-        filter_expression = None
-        if item is not None:
-            filter_expression, names["#item"], params[":item"] = "#item = :item", "item", item
-        total = self._count(condition, names, params, filter_expression)
+        bills = SortRange.prefix(keys.BILL_SK)
+        only = Condition.equals("item", item) if item is not None else None
+        total = self.table.count(keys.tenant_pk(tenant_id), bills, filter=only)
         if skip >= total:
             return total, []
-        rows = self.table.query(condition, names, params, forward=False, filter_expression=filter_expression,
-                                consistent=True)
+        rows = self.table.query(keys.tenant_pk(tenant_id), bills, forward=False, filter=only, consistent=True)
         return total, [_bill(row) for row in islice(rows, skip, skip + limit)]
-
-    def _count(self, condition: str, names: dict[str, str], params: dict[str, Any],
-               filter_expression: Optional[str]) -> int:
-        kwargs: dict[str, Any] = {"TableName": self.table.name, "KeyConditionExpression": condition,
-                                  "ExpressionAttributeValues": to_item(params), "Select": "COUNT",
-                                  "ConsistentRead": True}
-        if names:
-            kwargs["ExpressionAttributeNames"] = names
-        if filter_expression:
-            kwargs["FilterExpression"] = filter_expression
-        total = 0
-        while True:
-            page = self.table.client.query(**kwargs)
-            total += page.get("Count", 0)
-            if "LastEvaluatedKey" not in page:
-                return total
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # writes ---------------------------------------------------------------------------------------
     def record_experiment_bill(self, charge: Charge, experiment_id: str) -> dict[str, Any]:
@@ -107,26 +85,22 @@ class BillingStore:
     def _apply(self, charge: Charge, guard: Optional[dict[str, Any]]) -> None:
         actions = []
         if guard is not None:
-            actions.append(self.table.put_action(guard, condition="attribute_not_exists(pk)"))
-        actions.append(self.table.update_action(
-            keys.account_key(charge.tenant_id),
-            "SET #balance = if_not_exists(#balance, :zero) + :delta, #tenant = :tenant, #currency = :currency, "
-            "#created = if_not_exists(#created, :now), #updated = :now, #kind = :kind",
-            names={"#balance": "balance", "#tenant": "tenant_id", "#currency": "currency", "#created": "created_at",
-                   "#updated": "updated_at", "#kind": "kind"},
-            params={":zero": ZERO, ":delta": charge.total, ":tenant": charge.tenant_id, ":currency": CURRENCY,
-                    ":now": charge.created_at, ":kind": "account"}))
-        actions += [self.table.put_action(_bill_values(line), condition="attribute_not_exists(pk)")
-                    for line in charge.lines]
+            actions.append(self.table.put_action(guard, condition=Condition.absent()))
+        balance = (Update().increment("balance", charge.total, start=ZERO)
+                   .assign({"tenant_id": charge.tenant_id, "currency": CURRENCY, "updated_at": charge.created_at,
+                            "kind": "account"})
+                   .set("created_at", charge.created_at, if_absent=True))
+        actions.append(self.table.update_action(keys.account_key(charge.tenant_id), balance))
+        actions += [self.table.put_action(_bill_values(line), condition=Condition.absent()) for line in charge.lines]
         for attempt in range(CONFLICT_ATTEMPTS):
             try:
-                transact(self.table.client, actions)
+                self.table.transact(actions)
                 return
             except TransactionCancelled as exc:
-                if guard is not None and exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
+                if guard is not None and exc.failed(0):
                     recorded = self.table.get({"pk": guard["pk"], "sk": guard["sk"]})
                     if recorded is not None:
                         raise AlreadyRecorded(recorded) from exc
-                if "TransactionConflict" not in exc.reasons or attempt == CONFLICT_ATTEMPTS - 1:
+                if not exc.conflicted or attempt == CONFLICT_ATTEMPTS - 1:
                     raise
                 time.sleep(min(0.02 * 2**attempt, 1.0) * (0.5 + random.random()))

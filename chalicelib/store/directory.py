@@ -5,9 +5,14 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from chalicelib.domain.clock import now_iso
-from chalicelib.domain.records import Principal
+from chalicelib.domain.principals import Principal
 from chalicelib.store import keys
-from chalicelib.store.dynamo import Table
+from chalicelib.store.dynamo import Condition, Table
+
+
+def owned_by(tenant_id: str) -> Condition:
+    """An owner record that is the tenant's, or none at all (removing it then is harmless)."""
+    return Condition.absent() | Condition.equals("tenant_id", tenant_id)
 
 
 @dataclass
@@ -28,7 +33,12 @@ class Directory:
     def owner_action(self, resource_id: str, tenant_id: str, kind: str) -> dict[str, Any]:
         """The transaction action recording who owns a new id (fails if the id is taken)."""
         return self.table.put_action({**keys.owner_key(resource_id), "tenant_id": tenant_id, "kind": kind},
-                                     condition="attribute_not_exists(pk)")
+                                     condition=Condition.absent())
+
+    def forget_action(self, resource_id: str, tenant_id: str) -> dict[str, Any]:
+        """The transaction action removing the owner record of an id, only the tenant's own."""
+        return self.table.delete_action(keys.owner_key(resource_id),
+                                        condition=owned_by(tenant_id))
 
     def owner_of(self, resource_id: str) -> Optional[str]:
         item = self.table.get(keys.owner_key(resource_id), consistent=False)

@@ -1,35 +1,74 @@
-"""DynamoDB primitives: item codec, a small table wrapper, and ClientError translation done once."""
+"""DynamoDB primitives: the item codec, expressions built from named parts, a table wrapper, errors translated once.
+
+Every store talks to DynamoDB through `Table` (`Table.transact` for transactions, which may span tables); no
+store calls the low-level client itself. A `ClientError` is translated here, by its error code:
+`ConditionFailed` and `TransactionCancelled` for the stores to interpret, the domain's `Throttled`
+when capacity ran out after botocore's own retries; anything else is a bug or an outage and
+propagates unchanged.
+"""
 from __future__ import annotations
 
+import itertools
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Optional
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from chalicelib.domain.errors import PayloadTooLarge
+from chalicelib.domain.errors import PayloadTooLarge, Throttled
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-BATCH_WRITE_LIMIT = 25  # DynamoDB's limit, enforced here because moto does not enforce it
+BATCH_WRITE_LIMIT = 25  # DynamoDB's limits, enforced here because moto does not enforce them
+TRANSACTION_LIMIT = 100
+MAX_ITEM_BYTES = 400 * 1024
+UNPROCESSED_ATTEMPTS = 8
+THROTTLING_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
+                              "RequestLimitExceeded", "InternalServerError"})
+Item = dict[str, Any]
 
 
-def to_item(values: dict[str, Any]) -> dict[str, Any]:
+def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
 
 
-def from_item(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+def from_item(item: Mapping[str, Any]) -> Item:
+    values = {k: _deserializer.deserialize(v) for k, v in item.items()}
+    return {k: (v.value if isinstance(v, Binary) else v) for k, v in values.items()}  # type: ignore[attr-defined]
 
 
+def item_size(values: Mapping[str, Any]) -> int:
+    """The size DynamoDB counts for an item: attribute names plus values (UTF-8 strings, binary, numbers)."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in values.items() if value is not None)
+
+
+def _value_size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    if isinstance(value, bool) or value is None:
+        return 1
+    if isinstance(value, (int, float, Decimal)):
+        return len(str(value)) // 2 + 2
+    if isinstance(value, Mapping):
+        return 3 + sum(len(str(k).encode()) + _value_size(v) + 1 for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return 3 + sum(_value_size(v) + 1 for v in value)
+    return len(str(value).encode())
+
+
+# --- errors ---------------------------------------------------------------------------------------
 class ConditionFailed(Exception):
-    """A conditional write found the item in another state; `item` is what it found, if asked for."""
+    """A conditional write found the item in another state; `item` is what it found (None if absent)."""
 
-    def __init__(self, item: Optional[dict[str, Any]] = None) -> None:
+    def __init__(self, item: Optional[Item] = None) -> None:
         super().__init__("condition failed")
         self.item = item
 
@@ -41,21 +80,252 @@ class TransactionCancelled(Exception):
         super().__init__(f"transaction cancelled: {reasons}")
         self.reasons = reasons
 
+    def failed(self, index: int) -> bool:
+        """Whether action `index` was the one whose condition did not hold."""
+        return index < len(self.reasons) and self.reasons[index] == "ConditionalCheckFailed"
 
-def _translate(exc: ClientError) -> Exception:
-    code = exc.response.get("Error", {}).get("Code", "")
-    message = exc.response.get("Error", {}).get("Message", "")
+    @property
+    def conflicted(self) -> bool:
+        """Cancelled because another transaction was writing the same items: worth retrying."""
+        return "TransactionConflict" in self.reasons
+
+
+def translate(exc: ClientError) -> Exception:
+    """The store's exception for a DynamoDB error code; other errors are returned unchanged."""
+    error = exc.response.get("Error", {})
+    code = error.get("Code", "")
     if code == "ConditionalCheckFailedException":
-        old = exc.response.get("Item")
+        old: Any = exc.response.get("Item")
         return ConditionFailed(from_item(old) if old else None)
     if code == "TransactionCanceledException":
-        reasons = [r.get("Code") if r.get("Code") not in (None, "None") else None for r in exc.response.get("CancellationReasons", [])]
-        return TransactionCancelled(reasons)
-    if code == "ValidationException" and "size" in message.lower() and "exceed" in message.lower():
-        return PayloadTooLarge("the record would exceed DynamoDB's 400 KB item limit; store large values as artifacts")
+        reasons = exc.response.get("CancellationReasons", [])
+        return TransactionCancelled([r.get("Code") if r.get("Code") not in (None, "None") else None
+                                     for r in reasons])
+    if code in THROTTLING_CODES:
+        return Throttled("the database is busy; retry in a moment")
     return exc
 
 
+def _check_size(values: Mapping[str, Any]) -> None:
+    if item_size(values) > MAX_ITEM_BYTES:
+        raise PayloadTooLarge("the record would exceed DynamoDB's 400 KB item limit; store large values as artifacts")
+
+
+# --- expressions from named parts -------------------------------------------------------------------
+_placeholders = itertools.count()
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A condition or filter built from named parts, with its own placeholders; combine with `&`, `|`, `~`.
+
+    `Condition.absent()` (the item does not exist), `Condition.equals("version", 3)`, ...
+    """
+
+    text: str
+    names: Mapping[str, str] = field(default_factory=dict)
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __and__(self, other: Condition) -> Condition:
+        return Condition(f"({self.text}) AND ({other.text})", {**self.names, **other.names},
+                         {**self.values, **other.values})
+
+    def __or__(self, other: Condition) -> Condition:
+        return Condition(f"({self.text}) OR ({other.text})", {**self.names, **other.names},
+                         {**self.values, **other.values})
+
+    def __invert__(self) -> Condition:
+        return Condition(f"NOT ({self.text})", self.names, self.values)
+
+    @classmethod
+    def exists(cls, attribute: str = "pk") -> Condition:
+        name, names = _name(attribute)
+        return cls(f"attribute_exists({name})", names)
+
+    @classmethod
+    def absent(cls, attribute: str = "pk") -> Condition:
+        name, names = _name(attribute)
+        return cls(f"attribute_not_exists({name})", names)
+
+    @classmethod
+    def equals(cls, attribute: str, value: Any) -> Condition:
+        return _compare(attribute, "=", value)
+
+    @classmethod
+    def less_than(cls, attribute: str, value: Any) -> Condition:
+        return _compare(attribute, "<", value)
+
+    @classmethod
+    def one_of(cls, attribute: str, choices: Iterable[Any]) -> Condition:
+        name, names = _name(attribute)
+        values: dict[str, Any] = {}
+        for choice in choices:
+            values.update(_value(choice)[1])
+        return cls(f"{name} IN ({', '.join(values)})", names, values)
+
+    @classmethod
+    def begins_with(cls, attribute: str, prefix: str) -> Condition:
+        name, names = _name(attribute)
+        placeholder, values = _value(prefix)
+        return cls(f"begins_with({name}, {placeholder})", names, values)
+
+
+def _name(attribute: str) -> tuple[str, dict[str, str]]:
+    placeholder = f"#n{next(_placeholders)}"
+    return placeholder, {placeholder: attribute}
+
+
+def _value(value: Any) -> tuple[str, dict[str, Any]]:
+    placeholder = f":v{next(_placeholders)}"
+    return placeholder, {placeholder: value}
+
+
+def _compare(attribute: str, operator: str, value: Any) -> Condition:
+    name, names = _name(attribute)
+    placeholder, values = _value(value)
+    return Condition(f"{name} {operator} {placeholder}", names, values)
+
+
+@dataclass
+class Update:
+    """An update expression built clause by clause: `Update().set("a", 1).add("n", 2).remove("b")`."""
+
+    _sets: list[str] = field(default_factory=list)
+    _adds: list[str] = field(default_factory=list)
+    _removes: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def set(self, attribute: str, value: Any, *, if_absent: bool = False) -> Update:
+        name = self._attribute(attribute)
+        placeholder = self._put(value)
+        self._sets.append(f"{name} = if_not_exists({name}, {placeholder})" if if_absent else f"{name} = {placeholder}")
+        return self
+
+    def increment(self, attribute: str, delta: Any, *, start: Any = 0) -> Update:
+        """attribute = (attribute, or `start` when absent) + delta."""
+        name = self._attribute(attribute)
+        self._sets.append(f"{name} = if_not_exists({name}, {self._put(start)}) + {self._put(delta)}")
+        return self
+
+    def add(self, attribute: str, delta: Any) -> Update:
+        self._adds.append(f"{self._attribute(attribute)} {self._put(delta)}")
+        return self
+
+    def remove(self, attribute: str) -> Update:
+        self._removes.append(self._attribute(attribute))
+        return self
+
+    def assign(self, changes: Mapping[str, Any]) -> Update:
+        """SET every attribute with a value, REMOVE every attribute given as None."""
+        for attribute, value in changes.items():
+            if value is None:
+                self.remove(attribute)
+            else:
+                self.set(attribute, value)
+        return self
+
+    @property
+    def text(self) -> str:
+        clauses = [("SET", self._sets), ("ADD", self._adds), ("REMOVE", self._removes)]
+        return " ".join(f"{verb} {', '.join(parts)}" for verb, parts in clauses if parts)
+
+    def _attribute(self, attribute: str) -> str:
+        placeholder, names = _name(attribute)
+        self.names.update(names)
+        return placeholder
+
+    def _put(self, value: Any) -> str:
+        placeholder, values = _value(value)
+        self.values.update(values)
+        return placeholder
+
+
+# --- sort-key ranges --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SortRange:
+    """Which sort keys of a partition a query reads."""
+
+    operator: str  # "begins_with" | ">=" | ">"
+    bounds: tuple[str, ...]
+
+    @classmethod
+    def prefix(cls, prefix: str) -> SortRange:
+        return cls("begins_with", (prefix,))
+
+    @classmethod
+    def starting_at(cls, low: str) -> SortRange:
+        return cls(">=", (low,))
+
+    @classmethod
+    def after(cls, low: str) -> SortRange:
+        return cls(">", (low,))
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    partition_key: str
+    sort_key: str
+
+
+def _key_condition(partition_attr: str, partition: str, sort_attr: str,
+                   sort: Optional[SortRange]) -> Condition:
+    condition = Condition.equals(partition_attr, partition)
+    if sort is None:
+        return condition
+    name, names = _name(sort_attr)
+    values: dict[str, Any] = {}
+    placeholders = []
+    for bound in sort.bounds:
+        placeholder, value = _value(bound)
+        placeholders.append(placeholder)
+        values.update(value)
+    if sort.operator == "begins_with":
+        text = f"begins_with({name}, {placeholders[0]})"
+    else:
+        text = f"{name} {sort.operator} {placeholders[0]}"
+    return condition & Condition(text, names, values)
+
+
+def _projection(attributes: Optional[Sequence[str]]) -> tuple[Optional[str], dict[str, str]]:
+    if not attributes:
+        return None, {}
+    names: dict[str, str] = {}
+    parts = []
+    for attribute in attributes:
+        placeholder, name = _name(attribute)
+        names.update(name)
+        parts.append(placeholder)
+    return ", ".join(parts), names
+
+
+def _with_expressions(kwargs: dict[str, Any], *, condition: Optional[Condition] = None,
+                      filter: Optional[Condition] = None, key: Optional[Condition] = None,
+                      update: Optional[Update] = None, projection: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for argument, expression in (("ConditionExpression", condition), ("FilterExpression", filter),
+                                 ("KeyConditionExpression", key)):
+        if expression is not None:
+            kwargs[argument] = expression.text
+            names.update(expression.names)
+            values.update(expression.values)
+    if update is not None:
+        kwargs["UpdateExpression"] = update.text
+        names.update(update.names)
+        values.update(update.values)
+    text, projected = _projection(projection)
+    if text:
+        kwargs["ProjectionExpression"] = text
+        names.update(projected)
+    if names:
+        kwargs["ExpressionAttributeNames"] = names
+    if values:
+        kwargs["ExpressionAttributeValues"] = to_item(values)
+    return kwargs
+
+
+# --- the table ----------------------------------------------------------------------------------------
 @dataclass
 class Table:
     """One DynamoDB table through the low-level client; values in and out are plain Python."""
@@ -63,127 +333,146 @@ class Table:
     client: DynamoDBClient
     name: str
 
-    def get(self, key: dict[str, Any], consistent: bool = True, projection: Optional[str] = None,
-            names: Optional[dict[str, str]] = None) -> Optional[dict[str, Any]]:
-        kwargs: dict[str, Any] = {"TableName": self.name, "Key": to_item(key), "ConsistentRead": consistent}
-        if projection:
-            kwargs["ProjectionExpression"] = projection
-        if names:
-            kwargs["ExpressionAttributeNames"] = names
-        item = self.client.get_item(**kwargs).get("Item")
+    def _call(self, operation: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except ClientError as exc:
+            raise translate(exc) from exc
+
+    def get(self, key: Mapping[str, Any], *, consistent: bool = True,
+            attributes: Optional[Sequence[str]] = None) -> Optional[Item]:
+        kwargs = _with_expressions({"TableName": self.name, "Key": to_item(key), "ConsistentRead": consistent},
+                                   projection=attributes)
+        item = self._call("get_item", **kwargs).get("Item")
         return from_item(item) if item else None
 
-    def put(self, values: dict[str, Any], condition: Optional[str] = None, names: Optional[dict[str, str]] = None,
-            params: Optional[dict[str, Any]] = None) -> None:
-        kwargs: dict[str, Any] = {"TableName": self.name, "Item": to_item(values)}
-        _add_expression(kwargs, condition, names, params)
-        if condition:
+    def put(self, values: Mapping[str, Any], *, condition: Optional[Condition] = None) -> None:
+        """Write a whole item; with a condition that does not hold, ConditionFailed carries the stored item."""
+        _check_size(values)
+        kwargs = _with_expressions({"TableName": self.name, "Item": to_item(values)}, condition=condition)
+        if condition is not None:
             kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        try:
-            self.client.put_item(**kwargs)
-        except ClientError as exc:
-            raise _translate(exc) from exc
+        self._call("put_item", **kwargs)
 
-    def update(self, key: dict[str, Any], update: str, condition: Optional[str] = None,
-               names: Optional[dict[str, str]] = None, params: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"TableName": self.name, "Key": to_item(key), "UpdateExpression": update,
-                                  "ReturnValues": "ALL_NEW"}
-        _add_expression(kwargs, condition, names, params)
-        if condition:
+    def update(self, key: Mapping[str, Any], update: Update, *, condition: Optional[Condition] = None) -> Item:
+        """Apply an update; returns the item as it is afterwards."""
+        kwargs = _with_expressions({"TableName": self.name, "Key": to_item(key), "ReturnValues": "ALL_NEW"},
+                                   condition=condition, update=update)
+        if condition is not None:
             kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        try:
-            return from_item(self.client.update_item(**kwargs)["Attributes"])
-        except ClientError as exc:
-            raise _translate(exc) from exc
+        return from_item(self._call("update_item", **kwargs)["Attributes"])
 
-    def delete(self, key: dict[str, Any]) -> None:
-        self.client.delete_item(TableName=self.name, Key=to_item(key))
+    def delete(self, key: Mapping[str, Any], *, condition: Optional[Condition] = None) -> Optional[Item]:
+        """Delete one item; returns it as it was (None if there was none). A failed condition raises."""
+        kwargs = _with_expressions({"TableName": self.name, "Key": to_item(key), "ReturnValues": "ALL_OLD"},
+                                   condition=condition)
+        old = self._call("delete_item", **kwargs).get("Attributes")
+        return from_item(old) if old else None
 
-    def query(self, key_condition: str, names: dict[str, str], params: dict[str, Any], *,
-              index: Optional[str] = None, forward: bool = True, filter_expression: Optional[str] = None,
-              projection: Optional[str] = None, consistent: bool = False,
-              limit: Optional[int] = None, page_size: Optional[int] = None) -> Iterator[dict[str, Any]]:
-        """Every matching item, page by page (at most `limit` items if given; pages of `page_size` items)."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.name,
-            "KeyConditionExpression": key_condition,
-            "ScanIndexForward": forward,
-        }
-        if index:
-            kwargs["IndexName"] = index
+    def query(self, partition: str, sort: Optional[SortRange] = None, *, index: Optional[Index] = None,
+              forward: bool = True, filter: Optional[Condition] = None,
+              attributes: Optional[Sequence[str]] = None, consistent: bool = False, limit: Optional[int] = None,
+              page_size: Optional[int] = None, start: Optional[Mapping[str, Any]] = None) -> Iterator[Item]:
+        """Every matching item, page by page; at most `limit` items (one request) if given."""
+        while True:
+            items, start = self.query_page(partition, sort, index=index, forward=forward, filter=filter,
+                                           attributes=attributes, consistent=consistent,
+                                           limit=limit if limit is not None else page_size, start=start)
+            yield from items
+            if start is None or limit is not None:
+                return
+
+    def query_page(self, partition: str, sort: Optional[SortRange] = None, *, index: Optional[Index] = None,
+                   forward: bool = True, filter: Optional[Condition] = None,
+                   attributes: Optional[Sequence[str]] = None, consistent: bool = False,
+                   limit: Optional[int] = None,
+                   start: Optional[Mapping[str, Any]] = None) -> tuple[list[Item], Optional[Item]]:
+        """One Query request: the items and where the next page starts (None after the last)."""
+        partition_attr, sort_attr = (index.partition_key, index.sort_key) if index else ("pk", "sk")
+        kwargs = _with_expressions({"TableName": self.name, "ScanIndexForward": forward},
+                                   key=_key_condition(partition_attr, partition, sort_attr, sort),
+                                   filter=filter, projection=attributes)
+        if index is not None:
+            kwargs["IndexName"] = index.name
         elif consistent:
             kwargs["ConsistentRead"] = True
-        if filter_expression:
-            kwargs["FilterExpression"] = filter_expression
-        if projection:
-            kwargs["ProjectionExpression"] = projection
-        _add_expression(kwargs, None, names, params)
-        if limit is not None or page_size is not None:
-            kwargs["Limit"] = limit if limit is not None else page_size
+        if limit is not None:
+            kwargs["Limit"] = limit
+        if start is not None:
+            kwargs["ExclusiveStartKey"] = to_item(start)
+        page = self._call("query", **kwargs)
+        following = page.get("LastEvaluatedKey")
+        return [from_item(i) for i in page.get("Items", [])], from_item(following) if following else None
+
+    def count(self, partition: str, sort: Optional[SortRange] = None, *, filter: Optional[Condition] = None,
+              consistent: bool = True) -> int:
+        """How many items match, without reading them back (Select=COUNT, every page)."""
+        kwargs = _with_expressions({"TableName": self.name, "Select": "COUNT", "ConsistentRead": consistent},
+                                   key=_key_condition("pk", partition, "sk", sort), filter=filter)
+        total = 0
         while True:
-            page = self.client.query(**kwargs)
-            for item in page.get("Items", []):
-                yield from_item(item)
-            if "LastEvaluatedKey" not in page or limit is not None:
-                return
+            page = self._call("query", **kwargs)
+            total += page.get("Count", 0)
+            if "LastEvaluatedKey" not in page:
+                return total
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def batch_put(self, items: list[dict[str, Any]]) -> None:
+    def scan_page(self, *, filter: Optional[Condition] = None, attributes: Optional[Sequence[str]] = None,
+                  limit: Optional[int] = None,
+                  start: Optional[Mapping[str, Any]] = None) -> tuple[list[Item], Optional[Item]]:
+        """One Scan request over the whole table (the purge's daily sweep)."""
+        kwargs = _with_expressions({"TableName": self.name}, filter=filter, projection=attributes)
+        if limit is not None:
+            kwargs["Limit"] = limit
+        if start:
+            kwargs["ExclusiveStartKey"] = to_item(start)
+        page = self._call("scan", **kwargs)
+        following = page.get("LastEvaluatedKey")
+        return [from_item(i) for i in page.get("Items", [])], from_item(following) if following else None
+
+    def batch_put(self, items: Sequence[Mapping[str, Any]]) -> None:
+        for values in items:
+            _check_size(values)
         self._batch_write([{"PutRequest": {"Item": to_item(i)}} for i in items])
 
-    def batch_delete(self, keys: list[dict[str, Any]]) -> None:
+    def batch_delete(self, keys: Sequence[Mapping[str, Any]]) -> None:
         self._batch_write([{"DeleteRequest": {"Key": to_item(k)}} for k in keys])
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         for start in range(0, len(requests), BATCH_WRITE_LIMIT):
-            pending = requests[start : start + BATCH_WRITE_LIMIT]
-            for attempt in range(8):
-                result = self.client.batch_write_item(RequestItems={self.name: pending})
+            pending = requests[start:start + BATCH_WRITE_LIMIT]
+            for attempt in range(UNPROCESSED_ATTEMPTS):
+                result = self._call("batch_write_item", RequestItems={self.name: pending})
                 pending = result.get("UnprocessedItems", {}).get(self.name, [])
                 if not pending:
                     break
-                time.sleep(min(0.05 * 2**attempt, 1.0))
+                _back_off(attempt)
             else:
-                raise RuntimeError(f"{len(pending)} writes to {self.name} stayed unprocessed")
+                raise Throttled(f"{len(pending)} writes to {self.name} stayed unprocessed")
 
-    # transaction action builders: the caller assembles actions across tables and runs them at once
-    def put_action(self, values: dict[str, Any], condition: Optional[str] = None,
-                   names: Optional[dict[str, str]] = None, params: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-        action: dict[str, Any] = {"TableName": self.name, "Item": to_item(values)}
-        _add_expression(action, condition, names, params)
-        return {"Put": action}
+    def transact(self, actions: Sequence[dict[str, Any]]) -> None:
+        """All actions at once or none (at most 100, DynamoDB's limit); they may name other tables too."""
+        if len(actions) > TRANSACTION_LIMIT:
+            raise ValueError(f"a transaction holds at most {TRANSACTION_LIMIT} actions, got {len(actions)}")
+        self._call("transact_write_items", TransactItems=list(actions))
 
-    def update_action(self, key: dict[str, Any], update: str, condition: Optional[str] = None,
-                      names: Optional[dict[str, str]] = None, params: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-        action: dict[str, Any] = {"TableName": self.name, "Key": to_item(key), "UpdateExpression": update}
-        _add_expression(action, condition, names, params)
-        return {"Update": action}
+    # transaction actions: the caller assembles them across tables and runs them with `transact`
+    def put_action(self, values: Mapping[str, Any], condition: Optional[Condition] = None) -> dict[str, Any]:
+        _check_size(values)
+        return {"Put": _with_expressions({"TableName": self.name, "Item": to_item(values)}, condition=condition)}
 
-    def delete_action(self, key: dict[str, Any], condition: Optional[str] = None,
-                      names: Optional[dict[str, str]] = None, params: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-        action: dict[str, Any] = {"TableName": self.name, "Key": to_item(key)}
-        _add_expression(action, condition, names, params)
-        return {"Delete": action}
+    def update_action(self, key: Mapping[str, Any], update: Update,
+                      condition: Optional[Condition] = None) -> dict[str, Any]:
+        return {"Update": _with_expressions({"TableName": self.name, "Key": to_item(key)}, condition=condition,
+                                            update=update)}
 
-    def check_action(self, key: dict[str, Any], condition: str, names: Optional[dict[str, str]] = None,
-                     params: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-        action: dict[str, Any] = {"TableName": self.name, "Key": to_item(key)}
-        _add_expression(action, condition, names, params)
-        return {"ConditionCheck": action}
+    def delete_action(self, key: Mapping[str, Any], condition: Optional[Condition] = None) -> dict[str, Any]:
+        return {"Delete": _with_expressions({"TableName": self.name, "Key": to_item(key)}, condition=condition)}
+
+    def check_action(self, key: Mapping[str, Any], condition: Condition) -> dict[str, Any]:
+        return {"ConditionCheck": _with_expressions({"TableName": self.name, "Key": to_item(key)},
+                                                    condition=condition)}
 
 
-def transact(client: DynamoDBClient, actions: list[dict[str, Any]]) -> None:
-    try:
-        client.transact_write_items(TransactItems=actions)
-    except ClientError as exc:
-        raise _translate(exc) from exc
-
-
-def _add_expression(kwargs: dict[str, Any], condition: Optional[str], names: Optional[dict[str, str]],
-                    params: Optional[dict[str, Any]]) -> None:
-    if condition:
-        kwargs["ConditionExpression"] = condition
-    if names:
-        kwargs["ExpressionAttributeNames"] = names
-    if params:
-        kwargs["ExpressionAttributeValues"] = to_item(params)
+def _back_off(attempt: int) -> None:
+    time.sleep(min(0.05 * 2**attempt, 1.0))

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from chalicelib.domain.errors import Conflict
-from chalicelib.domain.records import Experiment
+from chalicelib.domain.tracking.records import Experiment
 from chalicelib.store import keys
-from chalicelib.store.directory import Directory
-from chalicelib.store.dynamo import Table, TransactionCancelled, transact
+from chalicelib.store.dynamo import Condition, SortRange, Table, TransactionCancelled
+
+if TYPE_CHECKING:
+    from chalicelib.store.directory import Directory
 
 _FIELDS = ("id", "name", "description", "artifact_location", "lifecycle_stage", "tags", "created_at",
            "updated_at", "deleted_at", "version")
@@ -29,6 +31,10 @@ def _from_values(item: dict[str, Any]) -> Experiment:
     )
 
 
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"an active experiment named {name!r} already exists")
+
+
 @dataclass
 class ExperimentStore:
     table: Table
@@ -42,21 +48,21 @@ class ExperimentStore:
         guard = self.table.get(keys.experiment_name_key(tenant_id, name))
         return self.get(tenant_id, guard["experiment_id"]) if guard else None
 
-    def list(self, tenant_id: str) -> list[Experiment]:
-        items = self.table.query("pk = :pk AND begins_with(sk, :prefix)", {}, {":pk": keys.tenant_pk(tenant_id), ":prefix": "EXP#"})
+    def list_experiments(self, tenant_id: str) -> list[Experiment]:
+        items = self.table.query(keys.tenant_pk(tenant_id), SortRange.prefix(keys.EXPERIMENT_SK))
         return [_from_values(item) for item in items]
 
     def create(self, exp: Experiment) -> None:
         actions = [
-            self.table.put_action(_to_values(exp), condition="attribute_not_exists(pk)"),
+            self.table.put_action(_to_values(exp), condition=Condition.absent()),
             self._name_guard_put(exp),
             self.directory.owner_action(exp.id, exp.tenant_id, "experiment"),
         ]
         try:
-            transact(self.table.client, actions)
+            self.table.transact(actions)
         except TransactionCancelled as exc:
-            if exc.reasons[1] == "ConditionalCheckFailed":
-                raise Conflict(f"an active experiment named {exp.name!r} already exists") from exc
+            if exc.failed(1):
+                raise _name_taken(exp.name) from exc
             raise
 
     def replace(self, old: Experiment, new: Experiment) -> None:
@@ -66,25 +72,25 @@ class ExperimentStore:
         the experiment stops being active under it, the guard of the new name is taken (or the write
         fails with 409) when it becomes active under it.
         """
-        actions = [self.table.put_action(_to_values(new), condition="version = :v", params={":v": old.version})]
+        actions = [self.table.put_action(_to_values(new), condition=Condition.equals("version", old.version))]
         old_guard = old.name.casefold() if old.active else None
         new_guard = new.name.casefold() if new.active else None
         guard_index = None
         if old_guard is not None and old_guard != new_guard:
             actions.append(self.table.delete_action(keys.experiment_name_key(old.tenant_id, old.name),
-                                                    condition="experiment_id = :id", params={":id": old.id}))
+                                                    condition=Condition.equals("experiment_id", old.id)))
         if new_guard is not None and new_guard != old_guard:
             guard_index = len(actions)
             actions.append(self._name_guard_put(new))
         try:
-            transact(self.table.client, actions)
+            self.table.transact(actions)
         except TransactionCancelled as exc:
-            if guard_index is not None and exc.reasons[guard_index] == "ConditionalCheckFailed":
-                raise Conflict(f"an active experiment named {new.name!r} already exists") from exc
-            if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
+            if guard_index is not None and exc.failed(guard_index):
+                raise _name_taken(new.name) from exc
+            if exc.failed(0):
                 raise Conflict("the experiment was changed by another request; read it again and retry") from exc
             raise
 
     def _name_guard_put(self, exp: Experiment) -> dict[str, Any]:
         return self.table.put_action({**keys.experiment_name_key(exp.tenant_id, exp.name), "experiment_id": exp.id},
-                                     condition="attribute_not_exists(pk)")
+                                     condition=Condition.absent())

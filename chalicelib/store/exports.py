@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum for every part but the last
 
@@ -23,7 +24,7 @@ class MultipartUpload(io.RawIOBase):
         self._client, self._bucket, self._key = client, bucket, key
         self._part_bytes = part_bytes
         self._buffer = bytearray()
-        self._parts: list[dict[str, Any]] = []
+        self._parts: list[CompletedPartTypeDef] = []
         self._written = 0
         self._upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)["UploadId"]
         self.peak_buffer = 0

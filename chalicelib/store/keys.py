@@ -1,13 +1,29 @@
-"""Every DynamoDB and S3 key Agora writes, built in one place; the tenant id leads each of them."""
+"""Every DynamoDB key and S3 key Agora writes, built here and nowhere else; the tenant id leads each of them.
+
+Stores call these builders and readers; the domain never sees a prefix. Sort-key prefixes are
+words (`PARAM#`, `TAG#`), never the one letter that the tenant prefix `T#` could be confused with.
+"""
 from __future__ import annotations
+
+from typing import Optional
+
+PLATFORM_FOLDER = "_platform"  # the platform's (tenant "") folder in S3 layouts
+
+
+def _folder(tenant_id: str) -> str:
+    return tenant_id or PLATFORM_FOLDER
 
 
 def tenant_pk(tenant_id: str) -> str:
     return f"T#{tenant_id}"
 
 
+# --- experiments table ------------------------------------------------------------------------------
+EXPERIMENT_SK = "EXP#"
+
+
 def experiment_key(tenant_id: str, experiment_id: str) -> dict[str, str]:
-    return {"pk": tenant_pk(tenant_id), "sk": f"EXP#{experiment_id}"}
+    return {"pk": tenant_pk(tenant_id), "sk": f"{EXPERIMENT_SK}{experiment_id}"}
 
 
 def experiment_name_key(tenant_id: str, name: str) -> dict[str, str]:
@@ -15,27 +31,77 @@ def experiment_name_key(tenant_id: str, name: str) -> dict[str, str]:
     return {"pk": tenant_pk(tenant_id), "sk": f"NAME#{name.casefold()}"}
 
 
+# --- runs table: a run's partition holds its run item, params, tags, latest values and artifacts --------
+RUN_SK = "RUN"
+ARTIFACT_SK = "ARTIFACT#"
+LATEST_SK = "LATEST#"
+PARAM_SK = "PARAM#"
+TAG_SK = "TAG#"
+RUN_ITEMS_FROM = LATEST_SK  # "ARTIFACT#" < "LATEST#" < "PARAM#" < "RUN" < "TAG#": from here on, all but artifacts
+RUN_ITEM_KINDS = {ARTIFACT_SK: "artifact", LATEST_SK: "latest", PARAM_SK: "param", TAG_SK: "tag"}
+BY_EXPERIMENT = "by_experiment"  # the index listing every item of every run of an experiment
+AFTER_RUN = "$"  # sorts right after '#': `<run>$` is past every `<run>#...` index key of that run
+
+
 def run_pk(tenant_id: str, run_id: str) -> str:
     return f"T#{tenant_id}#R#{run_id}"
 
 
 def run_key(tenant_id: str, run_id: str) -> dict[str, str]:
-    return {"pk": run_pk(tenant_id, run_id), "sk": "RUN"}
+    return {"pk": run_pk(tenant_id, run_id), "sk": RUN_SK}
+
+
+def run_id_of(pk: str) -> str:
+    return pk.rsplit("#R#", 1)[-1]
+
+
+def param_key(tenant_id: str, run_id: str, key: str) -> dict[str, str]:
+    return {"pk": run_pk(tenant_id, run_id), "sk": PARAM_SK + key}
+
+
+def tag_key(tenant_id: str, run_id: str, key: str) -> dict[str, str]:
+    return {"pk": run_pk(tenant_id, run_id), "sk": TAG_SK + key}
+
+
+def latest_key(tenant_id: str, run_id: str, key: str) -> dict[str, str]:
+    return {"pk": run_pk(tenant_id, run_id), "sk": LATEST_SK + key}
 
 
 def artifact_key(tenant_id: str, run_id: str, path: str) -> dict[str, str]:
-    return {"pk": run_pk(tenant_id, run_id), "sk": f"A#{path}"}
+    return {"pk": run_pk(tenant_id, run_id), "sk": ARTIFACT_SK + path}
+
+
+def run_item_kind(sk: str) -> str:
+    """What an item of a run partition is: "run", "param", "tag", "latest", "artifact" (or "other")."""
+    if sk == RUN_SK:
+        return "run"
+    return next((kind for prefix, kind in RUN_ITEM_KINDS.items() if sk.startswith(prefix)), "other")
 
 
 def runs_of_experiment_pk(tenant_id: str, experiment_id: str) -> str:
     return f"T#{tenant_id}#E#{experiment_id}"
 
 
+def run_index_keys(tenant_id: str, experiment_id: str, run_id: str, sk: str) -> dict[str, str]:
+    """The `by_experiment` index attributes of an item of a run: the run's items stay together, by run id."""
+    return {"gsi1pk": runs_of_experiment_pk(tenant_id, experiment_id), "gsi1sk": f"{run_id}#{sk}"}
+
+
+def run_of_index_sk(gsi1sk: str) -> str:
+    return gsi1sk.split("#", 1)[0]
+
+
+def runs_after_index_sk(run_id: str) -> str:
+    """The first index sort key past every item of `run_id`."""
+    return run_id + AFTER_RUN
+
+
+# --- metrics table: chunks of one (run, key) series ----------------------------------------------
+_STEP_OFFSET = 2**63
+
+
 def metric_pk(tenant_id: str, run_id: str, key: str) -> str:
     return f"T#{tenant_id}#R#{run_id}#M#{key}"
-
-
-_STEP_OFFSET = 2**63
 
 
 def encode_step(step: int) -> str:
@@ -48,6 +114,12 @@ def metric_chunk_sk(max_step: int, min_step: int, digest: str) -> str:
     return f"{encode_step(max_step)}#{encode_step(min_step)}#{digest}"
 
 
+def chunks_reaching(step: int) -> str:
+    """The first chunk sort key whose last step is `step` or later."""
+    return encode_step(step)
+
+
+# --- directory table: API keys, owners of ids, system items --------------------------------------------
 def api_key_key(key_hash: str) -> dict[str, str]:
     return {"pk": f"KEY#{key_hash}", "sk": "KEY"}
 
@@ -55,6 +127,113 @@ def api_key_key(key_hash: str) -> dict[str, str]:
 def owner_key(resource_id: str) -> dict[str, str]:
     """Who owns an id: lets a miss answer 403 (another tenant's) or 404 (nobody's)."""
     return {"pk": f"ID#{resource_id}", "sk": "OWNER"}
+
+
+PURGE_CURSOR_KEY = {"pk": "SYS#PURGE", "sk": "CURSOR"}
+
+
+# --- simulations table: configs, simulations, their control items, accounts and bills --------------
+def config_prefix(kind: str) -> str:
+    return f"CFG#{kind}#"
+
+
+def config_key(tenant_id: str, kind: str, config_id: str) -> dict[str, str]:
+    return {"pk": tenant_pk(tenant_id), "sk": config_prefix(kind) + config_id}
+
+
+SIMULATION_SK = "SIM#"
+
+
+def simulation_key(tenant_id: str, experiment_id: str) -> dict[str, str]:
+    return {"pk": tenant_pk(tenant_id), "sk": SIMULATION_SK + experiment_id}
+
+
+def simulation_control_key(tenant_id: str, experiment_id: str) -> dict[str, str]:
+    """Run control of a simulation: callback token hash, parked task token, sealed LLM keys."""
+    return {"pk": tenant_pk(tenant_id), "sk": f"SIMCTL#{experiment_id}"}
+
+
+def account_key(tenant_id: str) -> dict[str, str]:
+    """A tenant's account: its balance (Decimal, CNY), beside its simulations in the simulations table."""
+    return {"pk": tenant_pk(tenant_id), "sk": "ACCOUNT"}
+
+
+BILL_SK = "BILL#"
+
+
+def bill_key(tenant_id: str, bill_id: str) -> dict[str, str]:
+    """One bill line; bill ids are ULIDs, so the lines of a tenant sort by creation time."""
+    return {"pk": tenant_pk(tenant_id), "sk": BILL_SK + bill_id}
+
+
+def experiment_billed_key(tenant_id: str, experiment_id: str) -> dict[str, str]:
+    """Guard item: a simulation is billed once; written in the same transaction as its bill lines."""
+    return {"pk": tenant_pk(tenant_id), "sk": f"BILLED#{experiment_id}"}
+
+
+def recharge_request_key(tenant_id: str, request_id: str) -> dict[str, str]:
+    """Guard item: a recharge with an idempotency key credits once."""
+    return {"pk": tenant_pk(tenant_id), "sk": f"RECHARGE#{request_id}"}
+
+
+# --- agent data table: per-instant and per-agent data of a simulation --------------------------------
+TICK_SK = "TICK#"
+PROFILE_SK = "PROFILE#"
+INBOX_SK = "INBOX#"
+LOG_SK = "LOG"
+AGENT_STATUS_SK = "ST#"
+AGENT_DIALOG_SK = "DLG#"
+AGENT_SURVEY_SK = "SRV#"
+
+
+def simulation_pk(tenant_id: str, experiment_id: str) -> str:
+    """Partition of one simulation's per-instant data: ticks, profiles, log."""
+    return f"T#{tenant_id}#X#{experiment_id}"
+
+
+def inbox_pk(tenant_id: str, experiment_id: str) -> str:
+    """Messages and surveys queued for running agents: apart, so reading them never touches the ticks."""
+    return f"T#{tenant_id}#X#{experiment_id}#INBOX"
+
+
+def agent_pk(tenant_id: str, experiment_id: str, agent_id: int) -> str:
+    """Partition of one agent's history: status chunks, dialogs, survey answers."""
+    return f"T#{tenant_id}#X#{experiment_id}#A#{agent_id}"
+
+
+def _instant(day: int, t: float) -> str:
+    return f"{day:06d}#{t:012.3f}"
+
+
+def tick_key(tenant_id: str, experiment_id: str, day: int, t: float) -> dict[str, str]:
+    return {"pk": simulation_pk(tenant_id, experiment_id), "sk": TICK_SK + _instant(day, t)}
+
+
+def profile_key(tenant_id: str, experiment_id: str, agent_id: int) -> dict[str, str]:
+    return {"pk": simulation_pk(tenant_id, experiment_id), "sk": f"{PROFILE_SK}{agent_id:08d}"}
+
+
+def log_key(tenant_id: str, experiment_id: str) -> dict[str, str]:
+    return {"pk": simulation_pk(tenant_id, experiment_id), "sk": LOG_SK}
+
+
+def inbox_key(tenant_id: str, experiment_id: str, message_id: str) -> dict[str, str]:
+    return {"pk": inbox_pk(tenant_id, experiment_id), "sk": INBOX_SK + message_id}
+
+
+def agent_statuses_key(tenant_id: str, experiment_id: str, agent_id: int, day: int, t: float) -> dict[str, str]:
+    """One agent's statuses of one step, keyed by the step's first instant."""
+    return {"pk": agent_pk(tenant_id, experiment_id, agent_id), "sk": AGENT_STATUS_SK + _instant(day, t)}
+
+
+def agent_event_key(tenant_id: str, experiment_id: str, agent_id: int, prefix: str, day: int, t: float,
+                    seq: int) -> dict[str, str]:
+    """A dialog or survey answer of one agent: the `seq`-th one at that instant."""
+    return {"pk": agent_pk(tenant_id, experiment_id, agent_id), "sk": f"{prefix}{_instant(day, t)}#{seq:06d}"}
+
+
+# --- S3 ------------------------------------------------------------------------------------------------
+ARTIFACT_UPLOAD_PREFIX = "tenants/"  # the EventBridge rule for uploads matches only keys under it
 
 
 def experiment_prefix(tenant_id: str, experiment_id: str) -> str:
@@ -69,7 +248,7 @@ def run_artifact_key(tenant_id: str, experiment_id: str, run_id: str, path: str)
     return run_artifact_prefix(tenant_id, experiment_id, run_id) + path
 
 
-def parse_run_artifact_key(object_key: str) -> tuple[str, str, str, str] | None:
+def parse_run_artifact_key(object_key: str) -> Optional[tuple[str, str, str, str]]:
     """(tenant, experiment, run, path) of an object in the run artifact layout, else None."""
     parts = object_key.split("/", 7)
     if len(parts) != 8 or parts[0] != "tenants" or parts[2] != "experiments" or parts[4] != "runs" \
@@ -78,74 +257,46 @@ def parse_run_artifact_key(object_key: str) -> tuple[str, str, str, str] | None:
     return parts[1], parts[3], parts[5], parts[7]
 
 
-def config_key(tenant_id: str, kind: str, config_id: str) -> dict[str, str]:
-    return {"pk": tenant_pk(tenant_id), "sk": f"CFG#{kind}#{config_id}"}
-
-
-def simulation_key(tenant_id: str, experiment_id: str) -> dict[str, str]:
-    return {"pk": tenant_pk(tenant_id), "sk": f"SIM#{experiment_id}"}
-
-
-def simulation_pk(tenant_id: str, experiment_id: str) -> str:
-    """Partition of one simulation's per-instant data: ticks, profiles, inbox, log."""
-    return f"T#{tenant_id}#X#{experiment_id}"
-
-
-def inbox_pk(tenant_id: str, experiment_id: str) -> str:
-    """Messages and surveys queued for running agents: apart, so reading them never touches the ticks."""
-    return f"T#{tenant_id}#X#{experiment_id}#INBOX"
-
-
-def agent_pk(tenant_id: str, experiment_id: str, agent_id: int) -> str:
-    """Partition of one agent's history: status chunks, dialogs, survey answers."""
-    return f"T#{tenant_id}#X#{experiment_id}#A#{agent_id}"
-
-
-def instant_sk(prefix: str, day: int, t: float) -> str:
-    return f"{prefix}#{day:06d}#{t:012.3f}"
-
-
 def simulation_prefix(tenant_id: str, experiment_id: str) -> str:
     """Internal objects of a simulation; outside `tenants/` so the artifact upload rule never sees them."""
-    return f"simulations/{tenant_id or '_platform'}/{experiment_id}/"
+    return f"simulations/{_folder(tenant_id)}/{experiment_id}/"
+
+
+def simulation_spec_key(tenant_id: str, experiment_id: str) -> str:
+    return simulation_prefix(tenant_id, experiment_id) + "spec.json"
+
+
+def simulation_checkpoint_key(tenant_id: str, experiment_id: str) -> str:
+    return simulation_prefix(tenant_id, experiment_id) + "checkpoint.bin"
+
+
+def simulation_artifacts_key(tenant_id: str, experiment_id: str) -> str:
+    return simulation_prefix(tenant_id, experiment_id) + "artifacts.json"
+
+
+def tick_statuses_object_key(tenant_id: str, experiment_id: str, day: int, t: float) -> str:
+    """Every agent's status at one instant, when too large for its tick item."""
+    return f"{simulation_prefix(tenant_id, experiment_id)}ticks/{TICK_SK}{_instant(day, t)}.json.z"
 
 
 def map_file_prefix(tenant_id: str) -> str:
     """Where a tenant's map files live (AgentSociety's `maps/<tenant>/`); platform maps use `_platform`."""
-    return f"maps/{tenant_id or '_platform'}/"
+    return f"maps/{_folder(tenant_id)}/"
 
 
-ARTIFACT_UPLOAD_PREFIX = "tenants/"  # the EventBridge rule for uploads matches only keys under it
-
-
-def simulation_control_key(tenant_id: str, experiment_id: str) -> dict[str, str]:
-    """Run control of a simulation: callback token hash, parked task token, sealed LLM keys."""
-    return {"pk": tenant_pk(tenant_id), "sk": f"SIMCTL#{experiment_id}"}
+def map_file_key(tenant_id: str, name: str) -> str:
+    return map_file_prefix(tenant_id) + name
 
 
 def export_prefix(tenant_id: str, experiment_id: str) -> str:
     """Export archives; a bucket lifecycle rule expires everything under `exports/`."""
-    return f"exports/{tenant_id or '_platform'}/{experiment_id}/"
+    return f"exports/{_folder(tenant_id)}/{experiment_id}/"
 
 
-def account_key(tenant_id: str) -> dict[str, str]:
-    """A tenant's account: its balance (Decimal, CNY), beside its simulations in the simulations table."""
-    return {"pk": tenant_pk(tenant_id), "sk": "ACCOUNT"}
+def export_key(tenant_id: str, experiment_id: str, export_id: str) -> str:
+    return f"{export_prefix(tenant_id, experiment_id)}{export_id}.zip"
 
 
-BILL_SK_PREFIX = "BILL#"
-
-
-def bill_key(tenant_id: str, bill_id: str) -> dict[str, str]:
-    """One bill line; bill ids are ULIDs, so the lines of a tenant sort by creation time."""
-    return {"pk": tenant_pk(tenant_id), "sk": f"{BILL_SK_PREFIX}{bill_id}"}
-
-
-def experiment_billed_key(tenant_id: str, experiment_id: str) -> dict[str, str]:
-    """Guard item: a simulation is billed once; written in the same transaction as its bill lines."""
-    return {"pk": tenant_pk(tenant_id), "sk": f"BILLED#{experiment_id}"}
-
-
-def recharge_request_key(tenant_id: str, request_id: str) -> dict[str, str]:
-    """Guard item: a recharge with an idempotency key credits once."""
-    return {"pk": tenant_pk(tenant_id), "sk": f"RECHARGE#{request_id}"}
+def simulation_object_prefixes(tenant_id: str, experiment_id: str) -> tuple[str, ...]:
+    """Every S3 prefix holding objects of one simulation (deleted with it)."""
+    return simulation_prefix(tenant_id, experiment_id), export_prefix(tenant_id, experiment_id)

@@ -5,9 +5,9 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from chalicelib.domain.metrics import Chunk, MetricPoint, decode_points, sort_unique
+from chalicelib.domain.tracking.metrics import Chunk, MetricPoint, decode_points, sort_unique
 from chalicelib.store import keys
-from chalicelib.store.dynamo import Table
+from chalicelib.store.dynamo import Condition, SortRange, Table
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,16 @@ class SeriesSummary:
     count: int
     min: Optional[float]
     max: Optional[float]
+
+
+def _reaching(start_step: Optional[int]) -> Optional[SortRange]:
+    """Chunks are sorted by their last step: those reaching `start_step` are one key range."""
+    return None if start_step is None else SortRange.starting_at(keys.chunks_reaching(start_step))
+
+
+def _starting_by(end_step: int) -> Condition:
+    """Chunks whose first step is `end_step` or earlier."""
+    return Condition.less_than("min_step", end_step + 1)
 
 
 @dataclass
@@ -42,14 +52,10 @@ class MetricChunkStore:
     def read(self, tenant_id: str, run_id: str, key: str, start_step: Optional[int] = None,
              end_step: Optional[int] = None) -> list[MetricPoint]:
         """Points with start_step <= step <= end_step, sorted, identical points once."""
-        condition, params = self._window(tenant_id, run_id, key, start_step)
-        filter_expression = None
-        if end_step is not None:
-            filter_expression = "min_step <= :end"
-            params[":end"] = end_step
         points: list[MetricPoint] = []
-        for item in self.table.query(condition, {}, params, filter_expression=filter_expression,
-                                     projection="points", consistent=True):
+        for item in self.table.query(keys.metric_pk(tenant_id, run_id, key), _reaching(start_step),
+                                     filter=None if end_step is None else _starting_by(end_step),
+                                     attributes=("points",), consistent=True):
             points.extend(p for p in decode_points(item["points"])
                           if (start_step is None or p.step >= start_step) and (end_step is None or p.step <= end_step))
         return sort_unique(points)
@@ -61,11 +67,10 @@ class MetricChunkStore:
         without reading a single point; only a series with overlapping chunks (a client re-sending
         points in another request) is read in full and de-duplicated.
         """
-        condition, params = self._window(tenant_id, run_id, key, None)
-        stats = list(self.table.query(condition, {}, params, projection="n, vmin, vmax, min_step, max_step",
-                                      consistent=True))
+        stats = list(self.table.query(keys.metric_pk(tenant_id, run_id, key),
+                                      attributes=("n", "vmin", "vmax", "min_step", "max_step"), consistent=True))
         spans = sorted((int(s["min_step"]), int(s["max_step"])) for s in stats)
-        if any(later[0] <= earlier[1] for earlier, later in zip(spans, spans[1:])):
+        if any(later[0] <= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)):
             points = self.read(tenant_id, run_id, key)
             finite = [p.value for p in points if not math.isnan(p.value)]
             return SeriesSummary(len(points), min(finite, default=None), max(finite, default=None))
@@ -74,15 +79,7 @@ class MetricChunkStore:
         return SeriesSummary(sum(int(s["n"]) for s in stats), min(lows, default=None), max(highs, default=None))
 
     def remove(self, tenant_id: str, run_id: str, key: str) -> int:
-        condition, params = self._window(tenant_id, run_id, key, None)
-        found = [{"pk": i["pk"], "sk": i["sk"]} for i in self.table.query(condition, {}, params, projection="pk, sk")]
+        found = [{"pk": i["pk"], "sk": i["sk"]}
+                 for i in self.table.query(keys.metric_pk(tenant_id, run_id, key), attributes=("pk", "sk"))]
         self.table.batch_delete(found)
         return len(found)
-
-    def _window(self, tenant_id: str, run_id: str, key: str, start_step: Optional[int]) -> tuple[str, dict]:
-        params: dict = {":pk": keys.metric_pk(tenant_id, run_id, key)}
-        if start_step is None:
-            return "pk = :pk", params
-        # chunks are sorted by their last step: those reaching start_step are one key range
-        params[":from"] = keys.encode_step(start_step)
-        return "pk = :pk AND sk >= :from", params

@@ -10,10 +10,20 @@ from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 DOWNLOAD_URL_SECONDS = 300
 UPLOAD_URL_SECONDS = 900
 MAX_PRESIGNED_UPLOAD_BYTES = 5 * 1024**3  # S3's single PUT/POST limit
+
+
+@dataclass(frozen=True)
+class UploadForm:
+    """A presigned POST: the URL, the form fields to send with the file, and how long it is valid."""
+
+    url: str
+    fields: dict[str, str]
+    expires_in: int
 
 
 @dataclass(frozen=True)
@@ -54,11 +64,27 @@ class ObjectStore:
         """Internal objects (checkpoints, specs): no checksum round trip, no registration."""
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
+    def list_keys(self, prefix: str, start_after: Optional[str], limit: int) -> list[str]:
+        """Up to `limit` (at most 1,000) keys under a prefix, in key order, after `start_after`: one request."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": limit}
+        if start_after:
+            kwargs["StartAfter"] = start_after
+        return [o["Key"] for o in self.client.list_objects_v2(**kwargs).get("Contents", [])]
+
+    def delete_keys(self, keys: list[str]) -> None:
+        """Delete up to 1,000 objects in one request; an object S3 refused to delete is an error."""
+        result = self.client.delete_objects(Bucket=self.bucket,
+                                            Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+        errors = result.get("Errors", [])
+        if errors:
+            raise RuntimeError(f"S3 refused to delete {len(errors)} objects, e.g. {errors[0].get('Key')!r}: "
+                               f"{errors[0].get('Code')}")
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under a prefix, 1,000 a request; returns how many."""
         removed = 0
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            batch = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            batch: list[ObjectIdentifierTypeDef] = [{"Key": o["Key"]} for o in page.get("Contents", [])]
             if batch:
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
                 removed += len(batch)
@@ -83,11 +109,12 @@ class ObjectStore:
             ExpiresIn=DOWNLOAD_URL_SECONDS,
         )
 
-    def upload_form(self, key: str, content_type: str) -> dict[str, Any]:
+    def upload_form(self, key: str, content_type: str) -> UploadForm:
         """A presigned POST bound to exactly this key, this content type and S3's size limit."""
-        return self.client.generate_presigned_post(
+        form = self.client.generate_presigned_post(
             Bucket=self.bucket, Key=key,
             Fields={"Content-Type": content_type},
             Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, MAX_PRESIGNED_UPLOAD_BYTES]],
             ExpiresIn=UPLOAD_URL_SECONDS,
         )
+        return UploadForm(url=form["url"], fields=dict(form["fields"]), expires_in=UPLOAD_URL_SECONDS)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from botocore.exceptions import ClientError
 
@@ -41,13 +41,14 @@ class StepFunctions:
         self._ignore_gone(lambda: self.client.send_task_success(taskToken=task_token, output=json.dumps(output)))
 
     def fail(self, task_token: str, error: str, cause: str) -> None:
-        self._ignore_gone(lambda: self.client.send_task_failure(taskToken=task_token, error=error, cause=cause[:32_000]))
+        self._ignore_gone(lambda: self.client.send_task_failure(taskToken=task_token, error=error,
+                                                                cause=cause[:32_000]))
 
     def heartbeat(self, task_token: str) -> None:
         self._ignore_gone(lambda: self.client.send_task_heartbeat(taskToken=task_token))
 
     @staticmethod
-    def _ignore_gone(call) -> None:
+    def _ignore_gone(call: Callable[[], object]) -> None:
         """A task that already ended (timed out, stopped) makes its token invalid: nothing left to resume."""
         try:
             call()

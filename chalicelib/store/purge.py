@@ -9,14 +9,15 @@ found), so a step repeated after a crash deletes nothing twice and misses nothin
 Where the data is, for one experiment `E` of tenant `T`:
 - experiments table: `T#T / EXP#E` (deleted last of all, together with its owner record);
 - runs table: each run `R` of `E` is found through the `by_experiment` index (`T#T#E#E`); its
-  partition `T#T#R#R` holds `L#<key>` (latest value per metric key), `P#`, `T#`, `A#` items and
-  the `RUN` item, which goes last so an interrupted run is still found through the index;
-- metrics table: chunks under `T#T#R#R#M#<key>` for every key named by an `L#` item;
+  partition `T#T#R#R` holds `LATEST#<key>` (latest value per metric key), `PARAM#`, `TAG#`,
+  `ARTIFACT#` items and the `RUN` item, which goes last so an interrupted run is still found
+  through the index;
+- metrics table: chunks under `T#T#R#R#M#<key>` for every key named by a `LATEST#` item;
 - directory table: owner records `ID#R` and `ID#E`;
 - S3: everything under `tenants/T/experiments/E/`.
 
 The purge cursor is a system item of the directory table, the one table whose keys are not led by
-a tenant (it already holds API keys and owner records): `pk=SYS#PURGE, sk=CURSOR`.
+a tenant (it already holds API keys and owner records): `keys.PURGE_CURSOR_KEY`.
 """
 from __future__ import annotations
 
@@ -24,21 +25,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from chalicelib.domain.purge import Candidate, CursorTaken, Removed
-from chalicelib.domain.records import DELETED
+from chalicelib.domain.tracking.records import DELETED
 from chalicelib.store import keys
-from chalicelib.store.dynamo import ConditionFailed, Table, TransactionCancelled, from_item, to_item, transact
+from chalicelib.store.directory import owned_by
+from chalicelib.store.dynamo import Condition, ConditionFailed, SortRange, Table, TransactionCancelled
 from chalicelib.store.runs import BY_EXPERIMENT
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from chalicelib.store.objects import ObjectStore
 
-CURSOR_KEY = {"pk": "SYS#PURGE", "sk": "CURSOR"}
 S3_DELETE_LIMIT = 1_000  # DeleteObjects takes at most 1,000 keys
-_AFTER_RUN = "$"  # sorts right after '#': `<run>$` is past every `<run>#...` index key of that run
 RUN_INDEX_PAGE = 500  # index items read per Query when looking for the next runs
-
-# run partition sort-key prefix -> what the item is, for the report
-_RUN_ITEM_KINDS = {"L#": "latest_values", "P#": "params", "T#": "tags", "A#": "artifacts"}
+# what an item of a run partition is, for the report
+_REPORT_KIND = {"latest": "latest_values", "param": "params", "tag": "tags", "artifact": "artifacts"}
 
 
 @dataclass
@@ -47,23 +46,22 @@ class PurgeStore:
     runs: Table
     metrics: Table
     directory: Table
-    s3: S3Client
-    bucket: str
+    objects: ObjectStore
 
     # --- cursor -------------------------------------------------------------------------------------
     def load_cursor(self) -> tuple[dict[str, Any], int]:
         """The saved state (empty when no purge is under way) and its version for the next save."""
-        item = self.directory.get(CURSOR_KEY)
+        item = self.directory.get(keys.PURGE_CURSOR_KEY)
         if not item:
             return {}, 0
         return dict(item.get("state") or {}), int(item["version"])
 
     def save_cursor(self, state: dict[str, Any], version: int, updated_at: str) -> int:
         """Write the state if nobody saved since `version` was read; returns the new version."""
-        condition, params = ("attribute_not_exists(pk)", None) if version == 0 else ("version = :v", {":v": version})
         try:
-            self.directory.put({**CURSOR_KEY, "kind": "purge-cursor", "state": state, "version": version + 1,
-                                "updated_at": updated_at}, condition=condition, params=params)
+            self.directory.put({**keys.PURGE_CURSOR_KEY, "kind": "purge-cursor", "state": state,
+                                "version": version + 1, "updated_at": updated_at},
+                               condition=Condition.absent() if version == 0 else Condition.equals("version", version))
         except ConditionFailed as exc:
             raise CursorTaken() from exc
         return version + 1
@@ -72,10 +70,8 @@ class PurgeStore:
         if version == 0:
             return
         try:
-            self.directory.client.delete_item(TableName=self.directory.name, Key=to_item(CURSOR_KEY),
-                                              ConditionExpression="version = :v",
-                                              ExpressionAttributeValues=to_item({":v": version}))
-        except self.directory.client.exceptions.ConditionalCheckFailedException as exc:
+            self.directory.delete(keys.PURGE_CURSOR_KEY, condition=Condition.equals("version", version))
+        except ConditionFailed as exc:
             raise CursorTaken() from exc
 
     # --- candidates ---------------------------------------------------------------------------------
@@ -83,57 +79,44 @@ class PurgeStore:
                         page_size: int) -> tuple[list[Candidate], Optional[dict[str, Any]]]:
         """One Scan page of the experiments table: deleted experiments whose deletion is older than
         `cutoff` (ISO-8601 UTC strings of one format compare as times). Returns the next page's start."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.experiments.name,
-            "Limit": page_size,
-            "FilterExpression": "begins_with(sk, :exp) AND lifecycle_stage = :deleted AND deleted_at < :cutoff",
-            "ProjectionExpression": "tenant_id, #id, deleted_at",
-            "ExpressionAttributeNames": {"#id": "id"},
-            "ExpressionAttributeValues": to_item({":exp": "EXP#", ":deleted": DELETED, ":cutoff": cutoff}),
-        }
-        if start:
-            kwargs["ExclusiveStartKey"] = to_item(start)
-        page = self.experiments.client.scan(**kwargs)
-        found = [from_item(i) for i in page.get("Items", [])]
-        following = from_item(page["LastEvaluatedKey"]) if "LastEvaluatedKey" in page else None
+        found, following = self.experiments.scan_page(
+            filter=Condition.begins_with("sk", keys.EXPERIMENT_SK) & Condition.equals("lifecycle_stage", DELETED)
+            & Condition.less_than("deleted_at", cutoff),
+            attributes=("tenant_id", "id", "deleted_at"), limit=page_size, start=start)
         return [Candidate(i["tenant_id"], i["id"], i["deleted_at"]) for i in found], following
 
     def experiment_state(self, tenant_id: str, experiment_id: str) -> Optional[dict[str, Any]]:
         """`lifecycle_stage` and `deleted_at` as stored now (strongly consistent), None if it is gone."""
         return self.experiments.get(keys.experiment_key(tenant_id, experiment_id),
-                                    projection="lifecycle_stage, deleted_at")
+                                    attributes=("lifecycle_stage", "deleted_at"))
 
     # --- runs ---------------------------------------------------------------------------------------
     def runs_after(self, tenant_id: str, experiment_id: str, after: Optional[str]) -> list[str]:
         """Run ids of the experiment after run `after` (ids sort), from the index: the ids found
         in the first index page that holds any RUN item; empty when no run is left."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.runs.name, "IndexName": BY_EXPERIMENT, "Limit": RUN_INDEX_PAGE,
-            "KeyConditionExpression": "gsi1pk = :pk", "FilterExpression": "sk = :run",
-            "ProjectionExpression": "gsi1sk",
-        }
-        params: dict[str, Any] = {":pk": keys.runs_of_experiment_pk(tenant_id, experiment_id), ":run": "RUN"}
-        if after:
-            kwargs["KeyConditionExpression"] += " AND gsi1sk > :after"
-            params[":after"] = after + _AFTER_RUN
-        kwargs["ExpressionAttributeValues"] = to_item(params)
+        partition = keys.runs_of_experiment_pk(tenant_id, experiment_id)
+        sort = SortRange.after(keys.runs_after_index_sk(after)) if after else None
+        start: Optional[dict[str, Any]] = None
         while True:
-            page = self.runs.client.query(**kwargs)
-            found = [from_item(i)["gsi1sk"].split("#", 1)[0] for i in page.get("Items", [])]
-            if found or "LastEvaluatedKey" not in page:
+            items, start = self.runs.query_page(partition, sort, index=BY_EXPERIMENT,
+                                                filter=Condition.equals("sk", keys.RUN_SK), attributes=("gsi1sk",),
+                                                limit=RUN_INDEX_PAGE, start=start)
+            found = [keys.run_of_index_sk(i["gsi1sk"]) for i in items]
+            if found or start is None:
                 return found
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def run_items(self, tenant_id: str, run_id: str, limit: int) -> list[dict[str, Any]]:
-        """Up to `limit` items of the run's partition (`sk`, and `key` for latest values), in key
-        order: 'A#' < 'L#' < 'P#' < 'RUN' < 'T#'."""
-        return list(self.runs.query("pk = :pk", {"#k": "key"}, {":pk": keys.run_pk(tenant_id, run_id)},
-                                    projection="sk, #k", consistent=True, limit=limit))
+        """Up to `limit` items of the run's partition in key order (artifacts, latest values, params,
+        the run item, tags): each its `sk`, its `kind` ("run", "latest", ...) and, for latest
+        values, the metric `key`."""
+        items = self.runs.query(keys.run_pk(tenant_id, run_id), attributes=("sk", "key"), consistent=True,
+                                limit=limit)
+        return [{**item, "kind": keys.run_item_kind(item["sk"])} for item in items]
 
     def delete_chunks(self, tenant_id: str, run_id: str, key: str, limit: int, tally: Removed) -> int:
         """Delete up to `limit` chunks of one series; fewer than `limit` means none are left."""
-        found = list(self.metrics.query("pk = :pk", {}, {":pk": keys.metric_pk(tenant_id, run_id, key)},
-                                        projection="pk, sk", consistent=True, limit=limit))
+        found = list(self.metrics.query(keys.metric_pk(tenant_id, run_id, key), attributes=("pk", "sk"),
+                                        consistent=True, limit=limit))
         self.metrics.batch_delete([{"pk": i["pk"], "sk": i["sk"]} for i in found])
         tally.add("metric_chunks", len(found))
         return len(found)
@@ -141,20 +124,25 @@ class PurgeStore:
     def delete_run_items(self, tenant_id: str, run_id: str, sort_keys: list[str], tally: Removed) -> None:
         """Delete these items of the run (params, tags, artifact records, latest values whose
         chunks are gone); never the RUN item, which has its own step."""
-        if "RUN" in sort_keys:
+        if keys.RUN_SK in sort_keys:
             raise ValueError("the RUN item is deleted last, by delete_run_item")
         pk = keys.run_pk(tenant_id, run_id)
         self.runs.batch_delete([{"pk": pk, "sk": sk} for sk in sort_keys])
         for sk in sort_keys:
-            tally.add(_RUN_ITEM_KINDS.get(sk[:2], "other"))
+            tally.add(_REPORT_KIND.get(keys.run_item_kind(sk), "other"))
 
     def delete_run_owner(self, tenant_id: str, run_id: str, tally: Removed) -> None:
-        if self._delete_existing(self.directory, keys.owner_key(run_id), tenant_id):
+        """The run's owner record, only if it is this tenant's."""
+        try:
+            removed = self.directory.delete(keys.owner_key(run_id), condition=owned_by(tenant_id))
+        except ConditionFailed:
+            return
+        if removed is not None:
             tally.add("owners")
 
     def delete_run_item(self, tenant_id: str, run_id: str, tally: Removed) -> None:
         """The RUN item, last of the run: until it goes, the index still lists the run."""
-        if self._delete_existing(self.runs, keys.run_key(tenant_id, run_id)):
+        if self.runs.delete(keys.run_key(tenant_id, run_id)) is not None:
             tally.add("runs")
 
     # --- S3 -----------------------------------------------------------------------------------------
@@ -162,19 +150,11 @@ class PurgeStore:
                        tally: Removed) -> tuple[int, Optional[str]]:
         """Delete up to `limit` (at most 1,000) objects under the experiment's prefix, listing from
         `start_after`; returns how many and the last key deleted (None when there were none)."""
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": keys.experiment_prefix(tenant_id, experiment_id),
-                                  "MaxKeys": max(1, min(limit, S3_DELETE_LIMIT))}
-        if start_after:
-            kwargs["StartAfter"] = start_after
-        listed = [o["Key"] for o in self.s3.list_objects_v2(**kwargs).get("Contents", [])]
+        listed = self.objects.list_keys(keys.experiment_prefix(tenant_id, experiment_id), start_after,
+                                        max(1, min(limit, S3_DELETE_LIMIT)))
         if not listed:
             return 0, None
-        result = self.s3.delete_objects(Bucket=self.bucket,
-                                        Delete={"Objects": [{"Key": k} for k in listed], "Quiet": True})
-        errors = result.get("Errors", [])
-        if errors:
-            raise RuntimeError(f"S3 refused to delete {len(errors)} objects, e.g. {errors[0].get('Key')!r}: "
-                               f"{errors[0].get('Code')}")
+        self.objects.delete_keys(listed)
         tally.add("objects", len(listed))
         return len(listed), listed[-1]
 
@@ -183,29 +163,16 @@ class PurgeStore:
         """Delete the experiment item and its owner record, only if it is still the same deleted
         experiment (not restored, not deleted again since); False if it was not."""
         owner = self.directory.delete_action(keys.owner_key(experiment_id),
-                                             condition="attribute_not_exists(pk) OR tenant_id = :t",
-                                             params={":t": tenant_id})
+                                             condition=owned_by(tenant_id))
         experiment = self.experiments.delete_action(
             keys.experiment_key(tenant_id, experiment_id),
-            condition="lifecycle_stage = :deleted AND deleted_at = :at",
-            params={":deleted": DELETED, ":at": deleted_at})
+            condition=Condition.equals("lifecycle_stage", DELETED) & Condition.equals("deleted_at", deleted_at))
         try:
-            transact(self.experiments.client, [experiment, owner])
+            self.experiments.transact([experiment, owner])
         except TransactionCancelled as exc:
-            if "ConditionalCheckFailed" in exc.reasons:
+            if exc.failed(0) or exc.failed(1):
                 return False
             raise
         tally.add("experiments")
         tally.add("owners")
         return True
-
-    def _delete_existing(self, table: Table, key: dict[str, Any], tenant_id: Optional[str] = None) -> bool:
-        """Delete one item; True if it was there. With `tenant_id`, only an owner record of that tenant."""
-        kwargs: dict[str, Any] = {"TableName": table.name, "Key": to_item(key), "ReturnValues": "ALL_OLD"}
-        if tenant_id is not None:
-            kwargs["ConditionExpression"] = "attribute_not_exists(pk) OR tenant_id = :t"
-            kwargs["ExpressionAttributeValues"] = to_item({":t": tenant_id})
-        try:
-            return "Attributes" in table.client.delete_item(**kwargs)
-        except table.client.exceptions.ConditionalCheckFailedException:
-            return False

@@ -7,22 +7,28 @@ import json
 import math
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
-from chalicelib.domain.errors import Conflict
-from chalicelib.domain.metrics import MetricPoint
-from chalicelib.domain.records import ACTIVE, Artifact, Run
+from chalicelib.domain.errors import Conflict, StaleRecord
+from chalicelib.domain.tracking.metrics import MetricPoint
+from chalicelib.domain.tracking.records import ACTIVE, Run
 from chalicelib.store import keys
-from chalicelib.store.directory import Directory
-from chalicelib.store.dynamo import ConditionFailed, Table, TransactionCancelled, transact
+from chalicelib.store.dynamo import (
+    TRANSACTION_LIMIT,
+    Condition,
+    ConditionFailed,
+    Index,
+    SortRange,
+    Table,
+    TransactionCancelled,
+    Update,
+)
 
-BY_EXPERIMENT = "by_experiment"
-TRANSACTION_LIMIT = 100
+if TYPE_CHECKING:
+    from chalicelib.store.directory import Directory
+
+BY_EXPERIMENT = Index(keys.BY_EXPERIMENT, "gsi1pk", "gsi1sk")
 _DYNAMO_MAX = Decimal("9.7e125")  # DynamoDB numbers stop short of 1e126; doubles go to 1.8e308
-
-
-class RunChanged(Exception):
-    """The run was written by another request since it was read; read it again and retry."""
 
 
 def value_order(value: float) -> Decimal:
@@ -35,12 +41,12 @@ def value_order(value: float) -> Decimal:
 
 
 def _index(run: Run, sk: str) -> dict[str, str]:
-    return {"gsi1pk": keys.runs_of_experiment_pk(run.tenant_id, run.experiment_id), "gsi1sk": f"{run.id}#{sk}"}
+    return keys.run_index_keys(run.tenant_id, run.experiment_id, run.id, sk)
 
 
 def _run_values(run: Run) -> dict[str, Any]:
     return {
-        **keys.run_key(run.tenant_id, run.id), **_index(run, "RUN"), "kind": "run", "tenant_id": run.tenant_id,
+        **keys.run_key(run.tenant_id, run.id), **_index(run, keys.RUN_SK), "kind": "run", "tenant_id": run.tenant_id,
         "id": run.id, "experiment_id": run.experiment_id, "name": run.name, "description": run.description,
         "status": run.status, "start_time": run.start_time, "end_time": run.end_time,
         "artifact_uri": run.artifact_uri, "version": run.version,
@@ -52,17 +58,17 @@ def _assemble(items: Iterable[dict[str, Any]]) -> list[Run]:
     runs: dict[str, dict[str, Any]] = {}
     order: list[str] = []
     for item in items:
-        run_id = item["pk"].rsplit("#R#", 1)[-1]
+        run_id = keys.run_id_of(item["pk"])
         parts = runs.setdefault(run_id, {"params": {}, "tags": {}, "latest": {}})
-        sk = item["sk"]
-        if sk == "RUN":
+        kind = keys.run_item_kind(item["sk"])
+        if kind == "run":
             parts["run"] = item
             order.append(run_id)
-        elif sk.startswith("P#"):
+        elif kind == "param":
             parts["params"][item["key"]] = item["value"]
-        elif sk.startswith("T#"):
+        elif kind == "tag":
             parts["tags"][item["key"]] = item["value"]
-        elif sk.startswith("L#"):
+        elif kind == "latest":
             parts["latest"][item["key"]] = MetricPoint.from_row([item["step"], item["ts"], json.loads(item["value"])])
     result = []
     for run_id in order:
@@ -76,39 +82,45 @@ def _assemble(items: Iterable[dict[str, Any]]) -> list[Run]:
     return result
 
 
+def _keeps_later(point: MetricPoint, order: Decimal) -> Any:
+    """The latest-value item stays unless `point` is later in (step, timestamp, value) order."""
+    same_step = Condition.equals("step", point.step)
+    return (Condition.absent() | Condition.less_than("step", point.step)
+            | (same_step & Condition.less_than("ts", point.timestamp))
+            | (same_step & Condition.equals("ts", point.timestamp) & Condition.less_than("vo", order)))
+
+
 @dataclass
 class RunStore:
-    Changed = RunChanged
-
     table: Table
     experiments: Table
     directory: Directory
 
     def get(self, tenant_id: str, run_id: str) -> Optional[Run]:
-        """The run with its params, tags and latest values: one Query ('L#' < 'P#' < 'RUN' < 'T#'; artifacts excluded)."""
-        items = self.table.query("pk = :pk AND sk >= :from", {}, {":pk": keys.run_pk(tenant_id, run_id), ":from": "L#"},
+        """The run with its params, tags and latest values: one Query (artifacts excluded)."""
+        items = self.table.query(keys.run_pk(tenant_id, run_id), SortRange.starting_at(keys.RUN_ITEMS_FROM),
                                  consistent=True)
         runs = _assemble(items)
         return runs[0] if runs else None
 
     def list_for_experiment(self, tenant_id: str, experiment_id: str) -> list[Run]:
         """Newest first (run ids are ULIDs), with params, tags and latest values: one index Query."""
-        items = self.table.query("gsi1pk = :pk", {}, {":pk": keys.runs_of_experiment_pk(tenant_id, experiment_id)},
-                                 index=BY_EXPERIMENT, forward=False)
+        items = self.table.query(keys.runs_of_experiment_pk(tenant_id, experiment_id), index=BY_EXPERIMENT,
+                                 forward=False)
         return _assemble(items)
 
     def create(self, run: Run) -> None:
         """Write a new run, in one transaction with the check that its experiment is active."""
         actions = [
             self.experiments.check_action(keys.experiment_key(run.tenant_id, run.experiment_id),
-                                          condition="lifecycle_stage = :active", params={":active": ACTIVE}),
-            self.table.put_action(_run_values(run), condition="attribute_not_exists(pk)"),
+                                          condition=Condition.equals("lifecycle_stage", ACTIVE)),
+            self.table.put_action(_run_values(run), condition=Condition.absent()),
             self.directory.owner_action(run.id, run.tenant_id, "run"),
         ]
         try:
-            transact(self.table.client, actions)
+            self.table.transact(actions)
         except TransactionCancelled as exc:
-            if exc.reasons[0] == "ConditionalCheckFailed":
+            if exc.failed(0):
                 raise Conflict(f"experiment {run.experiment_id} is deleted; restore it before adding runs") from exc
             raise
         self.put_tags(run, run.tags)
@@ -116,9 +128,9 @@ class RunStore:
     def replace(self, old: Run, new: Run) -> None:
         """Write the run item of `new` only if the stored version is still `old`'s (optimistic locking)."""
         try:
-            self.table.put(_run_values(new), condition="version = :v", params={":v": old.version})
+            self.table.put(_run_values(new), condition=Condition.equals("version", old.version))
         except ConditionFailed as exc:
-            raise RunChanged(old.id) from exc
+            raise StaleRecord(old.id) from exc
 
     def put_params(self, run: Run, params: dict[str, str]) -> None:
         """Write-once params in one transaction: a key already holding another value cancels them all (409)."""
@@ -126,36 +138,31 @@ class RunStore:
         for start in range(0, len(pairs), TRANSACTION_LIMIT):
             batch = pairs[start : start + TRANSACTION_LIMIT]
             actions = [self.table.put_action(
-                {"pk": keys.run_pk(run.tenant_id, run.id), "sk": f"P#{key}", **_index(run, f"P#{key}"),
+                {**keys.param_key(run.tenant_id, run.id, key), **_index(run, keys.PARAM_SK + key),
                  "key": key, "value": value},
-                condition="attribute_not_exists(pk) OR #v = :v", names={"#v": "value"}, params={":v": value})
-                for key, value in batch]
+                condition=Condition.absent() | Condition.equals("value", value)) for key, value in batch]
             try:
-                transact(self.table.client, actions)
+                self.table.transact(actions)
             except TransactionCancelled as exc:
-                clashes = [key for (key, _), reason in zip(batch, exc.reasons) if reason == "ConditionalCheckFailed"]
+                clashes = [key for i, (key, _) in enumerate(batch) if exc.failed(i)]
                 if clashes:
                     raise Conflict(f"params {', '.join(map(repr, clashes))} already have other values; "
                                    "params are write-once") from exc
                 raise
 
     def put_tags(self, run: Run, tags: dict[str, str]) -> None:
-        self.table.batch_put([{"pk": keys.run_pk(run.tenant_id, run.id), "sk": f"T#{key}", **_index(run, f"T#{key}"),
+        self.table.batch_put([{**keys.tag_key(run.tenant_id, run.id, key), **_index(run, keys.TAG_SK + key),
                                "key": key, "value": value} for key, value in sorted(tags.items())])
 
     def raise_latest(self, run: Run, key: str, point: MetricPoint) -> bool:
         """Make `point` the key's latest value unless a later (step, timestamp, value) is stored."""
         order = value_order(point.value)
+        update = Update().assign({"key": key, "step": point.step, "ts": point.timestamp,
+                                  "value": json.dumps(point.to_row()[2]), "vo": order,
+                                  **_index(run, keys.LATEST_SK + key)})
         try:
-            self.table.update(
-                {"pk": keys.run_pk(run.tenant_id, run.id), "sk": f"L#{key}"},
-                "SET #k = :k, step = :s, ts = :t, #v = :v, vo = :o, gsi1pk = :gpk, gsi1sk = :gsk",
-                condition="attribute_not_exists(pk) OR step < :s OR (step = :s AND ts < :t) "
-                          "OR (step = :s AND ts = :t AND vo < :o)",
-                names={"#k": "key", "#v": "value"},
-                params={":k": key, ":s": point.step, ":t": point.timestamp, ":v": json.dumps(point.to_row()[2]), ":o": order,
-                        ":gpk": keys.runs_of_experiment_pk(run.tenant_id, run.experiment_id),
-                        ":gsk": f"{run.id}#L#{key}"})
+            self.table.update(keys.latest_key(run.tenant_id, run.id, key), update,
+                              condition=_keeps_later(point, order))
         except ConditionFailed:
             return False
         return True
@@ -165,26 +172,8 @@ class RunStore:
 
         Returns the run's metric keys, so the caller can remove their chunks too.
         """
-        items = list(self.table.query("pk = :pk", {}, {":pk": keys.run_pk(tenant_id, run_id)}, consistent=True))
-        metric_keys = [i["key"] for i in items if i["sk"].startswith("L#")]
+        items = list(self.table.query(keys.run_pk(tenant_id, run_id), consistent=True, attributes=("pk", "sk", "key")))
+        metric_keys = [i["key"] for i in items if keys.run_item_kind(i["sk"]) == "latest"]
         self.table.batch_delete([{"pk": i["pk"], "sk": i["sk"]} for i in items])
         self.directory.forget(run_id)
         return metric_keys
-
-    def put_artifact(self, tenant_id: str, run_id: str, artifact: Artifact) -> None:
-        self.table.put({**keys.artifact_key(tenant_id, run_id, artifact.path), "kind": "artifact", "path": artifact.path,
-                        "size": artifact.size, "last_modified": artifact.last_modified, "checksum": artifact.checksum})
-
-    def get_artifact(self, tenant_id: str, run_id: str, path: str) -> Optional[Artifact]:
-        item = self.table.get(keys.artifact_key(tenant_id, run_id, path))
-        return _artifact(item) if item else None
-
-    def list_artifacts(self, tenant_id: str, run_id: str) -> list[Artifact]:
-        items = self.table.query("pk = :pk AND begins_with(sk, :prefix)", {},
-                                 {":pk": keys.run_pk(tenant_id, run_id), ":prefix": "A#"})
-        return [_artifact(item) for item in items]
-
-
-def _artifact(item: dict[str, Any]) -> Artifact:
-    return Artifact(path=item["path"], size=int(item["size"]), last_modified=item["last_modified"],
-                    checksum=item.get("checksum"))

@@ -1,60 +1,71 @@
-"""A simulation's S3 objects (spec, checkpoint, save_context artifacts) and the tenants' map files."""
+"""A simulation's S3 objects (spec, checkpoint, save_context artifacts, exports) and the tenants' map files."""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
-from chalicelib.domain.errors import InvalidInput
 from chalicelib.store import keys
-from chalicelib.store.objects import ObjectStore
+from chalicelib.store.exports import MultipartUpload
 
-MAX_MAP_BYTES = 20 * 1024 * 1024
+if TYPE_CHECKING:
+    from chalicelib.store.objects import ObjectStore
 
 
 @dataclass
 class SimulationObjects:
     objects: ObjectStore
-
-    def _key(self, tenant_id: str, experiment_id: str, name: str) -> str:
-        return keys.simulation_prefix(tenant_id, experiment_id) + name
+    export_part_bytes: int
 
     def save_spec(self, tenant_id: str, experiment_id: str, spec: dict) -> None:
-        self.objects.put_bytes(self._key(tenant_id, experiment_id, "spec.json"), json.dumps(spec).encode(), "application/json")
+        self.objects.put_bytes(keys.simulation_spec_key(tenant_id, experiment_id), json.dumps(spec).encode(),
+                               "application/json")
 
     def load_spec(self, tenant_id: str, experiment_id: str) -> dict:
-        return json.loads(self.objects.get(self._key(tenant_id, experiment_id, "spec.json")))
+        return json.loads(self.objects.get(keys.simulation_spec_key(tenant_id, experiment_id)))
 
     def save_checkpoint(self, tenant_id: str, experiment_id: str, blob: bytes) -> None:
-        self.objects.put_bytes(self._key(tenant_id, experiment_id, "checkpoint.bin"), blob)
+        self.objects.put_bytes(keys.simulation_checkpoint_key(tenant_id, experiment_id), blob)
 
     def load_checkpoint(self, tenant_id: str, experiment_id: str) -> Optional[bytes]:
-        return self.objects.get_if_exists(self._key(tenant_id, experiment_id, "checkpoint.bin"))
+        return self.objects.get_if_exists(keys.simulation_checkpoint_key(tenant_id, experiment_id))
 
     def save_artifacts(self, tenant_id: str, experiment_id: str, artifacts: dict) -> None:
         body = json.dumps(artifacts, indent=2, ensure_ascii=False).encode()
-        self.objects.put_bytes(self._key(tenant_id, experiment_id, "artifacts.json"), body, "application/json")
+        self.objects.put_bytes(keys.simulation_artifacts_key(tenant_id, experiment_id), body, "application/json")
 
     def load_artifacts(self, tenant_id: str, experiment_id: str) -> Optional[dict]:
-        blob = self.objects.get_if_exists(self._key(tenant_id, experiment_id, "artifacts.json"))
+        blob = self.objects.get_if_exists(keys.simulation_artifacts_key(tenant_id, experiment_id))
         return json.loads(blob) if blob is not None else None
 
-    # maps ---------------------------------------------------------------------------------------
-    def map_path(self, tenant_id: str, name: str) -> str:
-        return keys.map_file_prefix(tenant_id) + name
+    def delete_all(self, tenant_id: str, experiment_id: str) -> int:
+        """Every object of the simulation (its internal objects and its exports); returns how many."""
+        return sum(self.objects.delete_prefix(prefix)
+                   for prefix in keys.simulation_object_prefixes(tenant_id, experiment_id))
 
+    # exports ------------------------------------------------------------------------------------
+    def open_export(self, tenant_id: str, experiment_id: str, export_id: str) -> tuple[str, MultipartUpload]:
+        """A streaming upload of a new export archive: (its key, the write-only stream)."""
+        key = keys.export_key(tenant_id, experiment_id, export_id)
+        return key, MultipartUpload(self.objects.client, self.objects.bucket, key, "application/zip",
+                                    self.export_part_bytes)
+
+    def download_url(self, key: str, filename: str) -> str:
+        return self.objects.download_url(key, filename)
+
+    # maps ---------------------------------------------------------------------------------------
     def map_exists(self, tenant_id: str, file_path: str) -> bool:
         return file_path.startswith(keys.map_file_prefix(tenant_id)) and self.objects.head(file_path) is not None
 
-    def load_map(self, tenant_id: str, file_path: str) -> Any:
+    def load_map(self, tenant_id: str, file_path: str) -> Optional[bytes]:
+        """The map file's bytes, None if it is not in the owner's map folder or does not exist."""
         if not file_path.startswith(keys.map_file_prefix(tenant_id)):
-            raise InvalidInput(f"map file {file_path!r} is outside the owner's map folder")
-        blob = self.objects.get_if_exists(file_path)
-        if blob is None:
-            raise InvalidInput(f"map file {file_path!r} does not exist")
-        return json.loads(blob)
+            return None
+        return self.objects.get_if_exists(file_path)
 
-    def save_map(self, tenant_id: str, name: str, body: bytes) -> str:
-        path = self.map_path(tenant_id, name)
-        self.objects.put_bytes(path, body, "application/json")
+    def save_map(self, tenant_id: str, name: str, body: bytes, content_type: str = "application/json") -> str:
+        path = keys.map_file_key(tenant_id, name)
+        self.objects.put_bytes(path, body, content_type)
         return path
+
+

@@ -10,12 +10,16 @@ import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from chalicelib.settings import ENGINE_API_URL, ENGINE_CALLBACK_TOKEN, ENGINE_EXPERIMENT_ID
 
 ENGINE_MODULE = "chalicelib.sim.remote"
-TOKEN_ENV = "AGORA_CALLBACK_TOKEN"
-API_URL_ENV = "AGORA_API_URL"
-EXPERIMENT_ENV = "AGORA_EXPERIMENT_ID"
+
+
+class EngineLauncher(Protocol):
+    def launch(self, experiment_id: str, callback_token: str) -> str:
+        """Start the engine for a run; returns where it runs (for the run's log)."""
 
 
 @dataclass
@@ -29,7 +33,8 @@ class ProcessLauncher:
         if not self.api_url:
             raise RuntimeError("AGORA_PUBLIC_API_URL is not set: an external engine cannot reach the API")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AGORA_"))}
-        env.update({TOKEN_ENV: callback_token, API_URL_ENV: self.api_url, EXPERIMENT_ENV: experiment_id})
+        env.update({ENGINE_CALLBACK_TOKEN: callback_token, ENGINE_API_URL: self.api_url,
+                    ENGINE_EXPERIMENT_ID: experiment_id})
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         argv = shlex.split(self.command) if self.command else [sys.executable, "-m", ENGINE_MODULE]
         process = subprocess.Popen(argv, env=env, cwd=root,
@@ -52,8 +57,9 @@ class EcsLauncher:
     security_groups: list[str] = field(default_factory=list)
 
     def launch(self, experiment_id: str, callback_token: str) -> str:
-        environment = [{"name": TOKEN_ENV, "value": callback_token}, {"name": API_URL_ENV, "value": self.api_url},
-                       {"name": EXPERIMENT_ENV, "value": experiment_id}]
+        environment = [{"name": ENGINE_CALLBACK_TOKEN, "value": callback_token},
+                       {"name": ENGINE_API_URL, "value": self.api_url},
+                       {"name": ENGINE_EXPERIMENT_ID, "value": experiment_id}]
         network = {"subnets": self.subnets, "assignPublicIp": "DISABLED"}
         if self.security_groups:
             network["securityGroups"] = self.security_groups

@@ -1,13 +1,14 @@
 """Simulation experiments and configs as the domain sees them (AgentSociety's field names)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any, Optional
 
+from chalicelib.domain.principals import PLATFORM
+
 CONFIG_KINDS = ("llm", "agent", "map", "workflow", "survey")
-PLATFORM = ""  # configs and experiments of tenant "" are the platform's own, readable by every tenant
+__all__ = ["CONFIG_KINDS", "PLATFORM", "RunControl", "SimExperiment", "SimStatus", "StepOutcome", "StoredConfig"]
 
 
 class SimStatus(IntEnum):
@@ -79,9 +80,6 @@ class SimExperiment:
             "created_at": self.created_at, "updated_at": self.updated_at,
         }
 
-    def config_json(self) -> dict:
-        return json.loads(self.config)
-
 
 @dataclass
 class RunControl:
@@ -92,3 +90,29 @@ class RunControl:
     callback_token_hash: Optional[str] = None
     callback_used: bool = False
     task_token: Optional[str] = None
+
+
+FINISHED, STOPPED, ERROR = "finished", "stopped", "error"  # how a run ended, as the engine and the states say
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What a Prepare or Advance task tells the state machine: is the run over, how, and which engine runs it.
+
+    Crosses the Step Functions boundary as JSON (`to_state`); the ASL reads `done`, `outcome` and `engine`.
+    """
+
+    done: bool
+    outcome: Optional[str]  # FINISHED | STOPPED (when done), None while the run goes on
+    engine: str  # "builtin" | "external"
+
+    @classmethod
+    def going_on(cls, engine: str) -> StepOutcome:
+        return cls(False, None, engine)
+
+    @classmethod
+    def ended(cls, outcome: str, engine: str) -> StepOutcome:
+        return cls(True, outcome, engine)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"done": self.done, "outcome": self.outcome, "engine": self.engine}

@@ -1,9 +1,18 @@
-"""Request and response models of the tracking API (DESIGN.md section 4), validated with pydantic."""
+"""Request models of the tracking API (DESIGN.md section 4), validated with pydantic."""
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 from chalicelib.domain import validation as rules
 
@@ -14,7 +23,6 @@ TagValue = Annotated[StrictStr, Field(max_length=rules.MAX_TAG_VALUE_LENGTH)]
 ParamValue = Annotated[StrictStr, Field(max_length=rules.MAX_PARAM_VALUE_LENGTH)]
 EpochMillis = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
 Step = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
-RunStatus = Literal["RUNNING", "FINISHED", "FAILED", "KILLED"]
 EndStatus = Literal["FINISHED", "FAILED", "KILLED"]
 
 
@@ -95,7 +103,8 @@ class LogBatch(_Request):
     def _limits(self) -> LogBatch:
         total = len(self.metrics) + len(self.params) + len(self.tags)
         if total > rules.MAX_BATCH_ENTITIES:
-            raise ValueError(f"a batch holds at most {rules.MAX_BATCH_ENTITIES} metrics, params and tags in all; got {total}")
+            raise ValueError(f"a batch holds at most {rules.MAX_BATCH_ENTITIES} metrics, params and tags in all; "
+                             f"got {total}")
         seen: set[str] = set()
         for param in self.params:
             if param.key in seen:

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from chalicelib.domain.metrics import MetricPoint
+if TYPE_CHECKING:
+    from chalicelib.domain.tracking.metrics import MetricPoint
 
 ACTIVE = "active"
 DELETED = "deleted"
@@ -28,7 +29,7 @@ class Experiment:
     def active(self) -> bool:
         return self.lifecycle_stage == ACTIVE
 
-    def changed(self, **changes) -> Experiment:
+    def changed(self, **changes: Any) -> Experiment:
         return replace(self, version=self.version + 1, **changes)
 
     def to_json(self) -> dict:
@@ -60,7 +61,7 @@ class Run:
     latest: dict[str, MetricPoint] = field(default_factory=dict)
     version: int = 0
 
-    def changed(self, **changes) -> Run:
+    def changed(self, **changes: Any) -> Run:
         return replace(self, version=self.version + 1, **changes)
 
     def to_json(self) -> dict:
@@ -88,15 +89,3 @@ class Artifact:
 
     def to_json(self) -> dict:
         return {"path": self.path, "size": self.size, "last_modified": self.last_modified, "checksum": self.checksum}
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a tenant, or the platform admin (tenant "")."""
-
-    tenant_id: str
-    role: str  # "tenant" | "admin"
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"

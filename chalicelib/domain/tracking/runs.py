@@ -5,22 +5,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
-from chalicelib.domain import metrics as series
 from chalicelib.domain.clock import new_id, now_iso, now_ms
-from chalicelib.domain.errors import Conflict, InvalidInput
-from chalicelib.domain.experiments import check_page, missing
-from chalicelib.domain.metrics import MetricPoint
-from chalicelib.domain.records import Run
+from chalicelib.domain.errors import Conflict, InvalidInput, StaleRecord
+from chalicelib.domain.ownership import Owners, not_found_or_forbidden
+from chalicelib.domain.paging import check_page
+from chalicelib.domain.tracking import metrics as series
+from chalicelib.domain.tracking.metrics import MetricPoint
+from chalicelib.domain.tracking.records import Run
 from chalicelib.domain.validation import metric_value_to_json
 
 if TYPE_CHECKING:
-    from chalicelib.domain.experiments import ExperimentService
-    from chalicelib.domain.tracking_models import MetricIn, RunCreate
-    from chalicelib.store.directory import Directory
+    from chalicelib.domain.tracking.experiments import ExperimentService
+    from chalicelib.domain.tracking.models import MetricIn, RunCreate
     from chalicelib.store.metric_chunks import MetricChunkStore
     from chalicelib.store.runs import RunStore
 
 RUN_STATUSES = ("RUNNING", "FINISHED", "FAILED", "KILLED")
+MAX_PAGE = 1_000
 WRITE_ATTEMPTS = 8
 SUMMARY_THREADS = 8
 
@@ -34,30 +35,44 @@ class Logged:
 
 @dataclass
 class RunService:
-    runs: RunStore
+    store: RunStore
     experiments: ExperimentService
     chunks: MetricChunkStore
-    directory: Directory
+    owners: Owners
     artifact_uri: Callable[[str, str, str], str]  # (tenant, experiment id, run id) -> URI
 
     def create(self, tenant_id: str, request: RunCreate) -> Run:
-        exp = self.experiments.get(tenant_id, request.experiment_id)
-        if not exp.active:
-            raise Conflict(f"experiment {exp.id} is deleted; restore it before adding runs")
+        exp = self.experiments.require_active(tenant_id, request.experiment_id)
         run_id = new_id()
         run = Run(
             tenant_id=tenant_id, id=run_id, experiment_id=exp.id, name=request.name or f"run-{run_id[-8:]}",
             description=request.description, status="RUNNING", start_time=now_iso(), end_time=None,
             artifact_uri=self.artifact_uri(tenant_id, exp.id, run_id), tags=dict(request.tags),
         )
-        self.runs.create(run)
+        self.store.create(run)
         return run
 
     def get(self, tenant_id: str, run_id: str) -> Run:
-        run = self.runs.get(tenant_id, run_id)
+        run = self.store.get(tenant_id, run_id)
         if run is None:
-            raise missing(self.directory, tenant_id, run_id, "run")
+            raise not_found_or_forbidden(self.owners, tenant_id, run_id, "run")
         return run
+
+    def find(self, tenant_id: str, run_id: str) -> Optional[Run]:
+        """The tenant's run, or None (for callers that tolerate a missing run)."""
+        return self.store.get(tenant_id, run_id)
+
+    def require_writable(self, tenant_id: str, run_id: str) -> Run:
+        """The run, whose experiment must be active: nothing is added to a deleted experiment (409)."""
+        run = self.get(tenant_id, run_id)
+        if not self.writable(run):
+            raise Conflict(f"experiment {run.experiment_id} of run {run_id} is deleted; restore it first")
+        return run
+
+    def writable(self, run: Run) -> bool:
+        """Whether the run's experiment is active (runs of a deleted experiment take no writes)."""
+        exp = self.experiments.find(run.tenant_id, run.experiment_id)
+        return exp is not None and exp.active
 
     def search(self, tenant_id: str, experiment_id: Optional[str], status: Optional[str], limit: int,
                offset: int) -> tuple[list[Run], int]:
@@ -65,12 +80,13 @@ class RunService:
             raise InvalidInput("experiment_id is required: runs are listed per experiment")
         if status is not None and status not in RUN_STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
-        check_page(limit, offset)
+        check_page(limit, offset, max_limit=MAX_PAGE)
         self.experiments.get(tenant_id, experiment_id)
-        runs = [r for r in self.runs.list_for_experiment(tenant_id, experiment_id) if status in (None, r.status)]
+        runs = [r for r in self.store.list_for_experiment(tenant_id, experiment_id) if status in (None, r.status)]
         return runs[offset : offset + limit], len(runs)
 
-    def log(self, tenant_id: str, run_id: str, metrics: Iterable[MetricIn] = (), params: Optional[dict[str, str]] = None,
+    def log(self, tenant_id: str, run_id: str, metrics: Iterable[MetricIn] = (),
+            params: Optional[dict[str, str]] = None,
             tags: Optional[dict[str, str]] = None) -> Logged:
         """Log points, params and tags; a retried request changes nothing a second time.
 
@@ -84,22 +100,21 @@ class RunService:
         for m in metrics:
             by_key.setdefault(m.key, []).append(
                 MetricPoint(m.step, m.timestamp if m.timestamp is not None else received_at, m.value))
-        run = self.get(tenant_id, run_id)
-        self._require_active_experiment(run)
+        run = self.require_writable(tenant_id, run_id)
         clashes = [k for k, v in params.items() if k in run.params and run.params[k] != v]
         if clashes:
             raise Conflict(f"params {', '.join(map(repr, clashes))} already have other values; params are write-once")
         new_params = {k: v for k, v in params.items() if k not in run.params}
         if new_params:
-            self.runs.put_params(run, new_params)
+            self.store.put_params(run, new_params)
         self.chunks.write(tenant_id, run_id, ((key, c) for key, pts in by_key.items() for c in series.chunk(pts)))
         changed_tags = {k: v for k, v in tags.items() if run.tags.get(k) != v}
         if changed_tags:
-            self.runs.put_tags(run, changed_tags)
+            self.store.put_tags(run, changed_tags)
         for key, pts in by_key.items():
-            newest = series.latest(pts)
+            newest = max(pts, key=lambda p: p.order)
             if key not in run.latest or newest.order > run.latest[key].order:
-                self.runs.raise_latest(run, key, newest)
+                self.store.raise_latest(run, key, newest)
         return Logged(sum(len(v) for v in by_key.values()), len(params), len(tags))
 
     def end(self, tenant_id: str, run_id: str, status: str) -> Run:
@@ -110,12 +125,13 @@ class RunService:
                 return run
             if run.status != "RUNNING":
                 raise Conflict(f"run {run_id} already ended as {run.status}")
-            self._require_active_experiment(run)
+            if not self.writable(run):
+                raise Conflict(f"experiment {run.experiment_id} of run {run_id} is deleted; restore it first")
             new = run.changed(status=status, end_time=now_iso())
             try:
-                self.runs.replace(run, new)
+                self.store.replace(run, new)
                 return new
-            except self.runs.Changed:
+            except StaleRecord:
                 continue
         raise Conflict(f"run {run_id} is being written by many requests at once; retry")
 
@@ -124,8 +140,8 @@ class RunService:
         keys = metric_keys if metric_keys is not None else sorted({k for r in runs for k in r.latest})
         wanted = [(r, k) for r in runs for k in keys if k in r.latest]
         with ThreadPoolExecutor(max_workers=SUMMARY_THREADS) as pool:
-            summaries = dict(zip(((r.id, k) for r, k in wanted),
-                                 pool.map(lambda rk: self.chunks.summary(tenant_id, rk[0].id, rk[1]), wanted)))
+            found = pool.map(lambda rk: self.chunks.summary(tenant_id, rk[0].id, rk[1]), wanted)
+            summaries = dict(zip(((r.id, k) for r, k in wanted), found, strict=True))
         param_keys = sorted({k for r in runs for k in r.params})
         differing = [k for k in param_keys if len({r.params.get(k) for r in runs}) > 1]
         return {
@@ -149,10 +165,19 @@ class RunService:
             "params_differing": differing,
         }
 
-    def _require_active_experiment(self, run: Run) -> None:
-        exp = self.experiments.store.get(run.tenant_id, run.experiment_id)
-        if exp is None or not exp.active:
-            raise Conflict(f"experiment {run.experiment_id} of run {run.id} is deleted; restore it first")
+    def history(self, tenant_id: str, run_id: str) -> dict[str, list[MetricPoint]]:
+        """Every point of every metric of the run, by key (a simulation's metrics are a few thousand points)."""
+        run = self.find(tenant_id, run_id)
+        if run is None:
+            return {}
+        return {key: self.chunks.read(tenant_id, run_id, key) for key in sorted(run.latest)}
+
+    def remove(self, tenant_id: str, run_id: str) -> int:
+        """Delete the run for good, with its metric chunks; returns the items removed."""
+        removed = 0
+        for key in self.store.remove(tenant_id, run_id):
+            removed += self.chunks.remove(tenant_id, run_id, key)
+        return removed
 
 
 def _number(value: Optional[float]) -> Optional[float | str]:

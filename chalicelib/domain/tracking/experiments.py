@@ -5,36 +5,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
 from chalicelib.domain.clock import new_id, now_iso
-from chalicelib.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
-from chalicelib.domain.records import ACTIVE, DELETED, Experiment
+from chalicelib.domain.errors import Conflict, InvalidInput
+from chalicelib.domain.ownership import Owners, not_found_or_forbidden
+from chalicelib.domain.paging import check_page
+from chalicelib.domain.tracking.records import ACTIVE, DELETED, Experiment
 
 if TYPE_CHECKING:
-    from chalicelib.domain.tracking_models import ExperimentCreate, ExperimentPatch
-    from chalicelib.store.directory import Directory
+    from chalicelib.domain.tracking.models import ExperimentCreate, ExperimentPatch
     from chalicelib.store.experiments import ExperimentStore
 
 MAX_PAGE = 1_000
 
 
-def check_page(limit: int, offset: int) -> None:
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
-    if offset < 0:
-        raise InvalidInput(f"offset must not be negative, got {offset}")
-
-
-def missing(directory: Directory, tenant_id: str, resource_id: str, kind: str) -> Exception:
-    """403 when the id is another tenant's, 404 when it is nobody's."""
-    owner = directory.owner_of(resource_id)
-    if owner is not None and owner != tenant_id:
-        return Forbidden(f"{kind} {resource_id} belongs to another tenant")
-    return NotFound(f"{kind} {resource_id} does not exist")
-
-
 @dataclass
 class ExperimentService:
     store: ExperimentStore
-    directory: Directory
+    owners: Owners
     artifact_location: Callable[[str, str], str]  # (tenant, experiment id) -> URI; the store owns the layout
 
     def create(self, tenant_id: str, request: ExperimentCreate) -> Experiment:
@@ -51,16 +37,45 @@ class ExperimentService:
     def get(self, tenant_id: str, experiment_id: str) -> Experiment:
         exp = self.store.get(tenant_id, experiment_id)
         if exp is None:
-            raise missing(self.directory, tenant_id, experiment_id, "experiment")
+            raise not_found_or_forbidden(self.owners, tenant_id, experiment_id, "experiment")
         return exp
+
+    def find(self, tenant_id: str, experiment_id: str) -> Optional[Experiment]:
+        """The tenant's experiment, or None (no 403/404 decision: for callers that tolerate a gap)."""
+        return self.store.get(tenant_id, experiment_id)
+
+    def require_active(self, tenant_id: str, experiment_id: str, what: str = "") -> Experiment:
+        """The experiment, which must not be deleted: 409 otherwise (nothing is written to a deleted one)."""
+        exp = self.get(tenant_id, experiment_id)
+        if not exp.active:
+            raise Conflict(f"experiment {experiment_id}{what} is deleted; restore it first")
+        return exp
+
+    def active_by_name(self, tenant_id: str, name: str) -> Optional[Experiment]:
+        return self.store.find_active_by_name(tenant_id, name)
+
+    def ensure(self, tenant_id: str, name: str, description: str) -> Experiment:
+        """The tenant's active experiment of that name, created if there is none (concurrent callers agree)."""
+        from chalicelib.domain.tracking.models import ExperimentCreate
+
+        found = self.active_by_name(tenant_id, name)
+        if found is not None:
+            return found
+        try:
+            return self.create(tenant_id, ExperimentCreate(name=name, description=description))
+        except Conflict:  # created concurrently by another request
+            found = self.active_by_name(tenant_id, name)
+            if found is None:
+                raise
+            return found
 
     def search(self, tenant_id: str, search: Optional[str], lifecycle_stage: str, limit: int,
                offset: int) -> tuple[list[Experiment], int]:
         if lifecycle_stage not in (ACTIVE, DELETED):
             raise InvalidInput(f"lifecycle_stage must be 'active' or 'deleted', got {lifecycle_stage!r}")
-        check_page(limit, offset)
+        check_page(limit, offset, max_limit=MAX_PAGE)
         needle = (search or "").casefold()
-        matches = [e for e in self.store.list(tenant_id)
+        matches = [e for e in self.store.list_experiments(tenant_id)
                    if e.lifecycle_stage == lifecycle_stage and needle in e.name.casefold()]
         matches.sort(key=lambda e: (e.created_at, e.id), reverse=True)
         return matches[offset : offset + limit], len(matches)

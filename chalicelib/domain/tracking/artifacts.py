@@ -3,21 +3,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Optional
 
 from chalicelib.domain import validation as rules
-from chalicelib.domain.api_keys import TENANT_ID_PATTERN
 from chalicelib.domain.clock import iso
-from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
-from chalicelib.domain.records import Artifact, Run
-from chalicelib.store import keys
-from chalicelib.store.objects import UPLOAD_URL_SECONDS
+from chalicelib.domain.errors import InvalidInput, NotFound
+from chalicelib.domain.principals import TENANT_ID_PATTERN
+from chalicelib.domain.tracking.records import Artifact
 
 if TYPE_CHECKING:
-    from chalicelib.domain.runs import RunService
-    from chalicelib.store.objects import ObjectStore
-    from chalicelib.store.runs import RunStore
+    from chalicelib.domain.tracking.runs import RunService
+    from chalicelib.store.artifacts import ArtifactStore
 
 
 MAX_ARTIFACT_PATH = 1024
@@ -40,32 +37,30 @@ def artifact_path(directory: Optional[str], filename: str) -> str:
 @dataclass
 class ArtifactService:
     runs: RunService
-    run_store: RunStore
-    objects: ObjectStore
+    store: ArtifactStore  # the artifact records of runs and their objects in S3
 
     def upload(self, tenant_id: str, run_id: str, path: str, data: bytes, content_type: str) -> Artifact:
-        run = self._writable_run(tenant_id, run_id)
-        info = self.objects.put(keys.run_artifact_key(tenant_id, run.experiment_id, run.id, path), data, content_type)
+        run = self.runs.require_writable(tenant_id, run_id)
+        info = self.store.put_object(run, path, data, content_type)
         artifact = Artifact(path=path, size=info.size, last_modified=iso(info.last_modified_ms), checksum=info.checksum)
-        self.run_store.put_artifact(tenant_id, run.id, artifact)
+        self.store.record(run, artifact)
         return artifact
 
-    def list(self, tenant_id: str, run_id: str) -> list[Artifact]:
+    def list_artifacts(self, tenant_id: str, run_id: str) -> list[Artifact]:
         run = self.runs.get(tenant_id, run_id)
-        return sorted(self.run_store.list_artifacts(tenant_id, run.id), key=lambda a: a.path)
+        return sorted(self.store.records(run), key=lambda a: a.path)
 
     def download_url(self, tenant_id: str, run_id: str, path: str) -> str:
         run = self.runs.get(tenant_id, run_id)
-        if self.run_store.get_artifact(tenant_id, run.id, path) is None:
+        if self.store.find(run, path) is None:
             raise NotFound(f"run {run_id} has no artifact {path!r}")
-        return self.objects.download_url(keys.run_artifact_key(tenant_id, run.experiment_id, run.id, path),
-                                         path.rsplit("/", 1)[-1])
+        return self.store.download_url(run, path)
 
     def upload_form(self, tenant_id: str, run_id: str, path: str, content_type: str) -> dict:
-        run = self._writable_run(tenant_id, run_id)
-        form = self.objects.upload_form(keys.run_artifact_key(tenant_id, run.experiment_id, run.id, path), content_type)
-        expires = datetime.now(timezone.utc) + timedelta(seconds=UPLOAD_URL_SECONDS)
-        return {"url": form["url"], "fields": form["fields"], "path": path,
+        run = self.runs.require_writable(tenant_id, run_id)
+        form = self.store.upload_form(run, path, content_type)
+        expires = datetime.now(UTC) + timedelta(seconds=form.expires_in)
+        return {"url": form.url, "fields": form.fields, "path": path,
                 "expires_at": expires.isoformat(timespec="seconds")}
 
     def register_object(self, object_key: str) -> str:
@@ -77,7 +72,7 @@ class ArtifactService:
         left). Size and checksum come from S3 itself, not from the event. A repeated event finds
         the same record and writes nothing.
         """
-        parsed = keys.parse_run_artifact_key(object_key)
+        parsed = self.store.parse_object_key(object_key)
         if parsed is None:
             return "ignored: outside the run artifact layout"
         tenant_id, experiment_id, run_id, path = parsed
@@ -90,24 +85,16 @@ class ArtifactService:
             return "ignored: path escapes the run"
         if len(path) > MAX_ARTIFACT_PATH or any(ch < " " or ch == "\x7f" for ch in path):
             return "ignored: not a valid artifact path"
-        run = self.run_store.get(tenant_id, run_id)
+        run = self.runs.find(tenant_id, run_id)
         if run is None or run.experiment_id != experiment_id:
             return "ignored: no such run for that tenant and experiment"
-        exp = self.runs.experiments.store.get(tenant_id, experiment_id)
-        if exp is None or not exp.active:
+        if not self.runs.writable(run):
             return "ignored: the run's experiment is deleted"
-        info = self.objects.head(object_key)
+        info = self.store.head_object(run, path)
         if info is None:
             return "ignored: object is gone"
         artifact = Artifact(path=path, size=info.size, last_modified=iso(info.last_modified_ms), checksum=info.checksum)
-        if self.run_store.get_artifact(tenant_id, run_id, path) == artifact:
+        if self.store.find(run, path) == artifact:
             return "already registered"
-        self.run_store.put_artifact(tenant_id, run_id, artifact)
+        self.store.record(run, artifact)
         return "registered"
-
-    def _writable_run(self, tenant_id: str, run_id: str) -> Run:
-        run = self.runs.get(tenant_id, run_id)
-        exp = self.runs.experiments.store.get(tenant_id, run.experiment_id)
-        if exp is None or not exp.active:
-            raise Conflict(f"experiment {run.experiment_id} of run {run_id} is deleted; restore it first")
-        return run

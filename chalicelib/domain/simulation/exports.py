@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional
 from chalicelib.domain.clock import new_id
 
 if TYPE_CHECKING:
-    from chalicelib.domain.sim_records import SimExperiment
-    from chalicelib.domain.sim_views import SimulationViews
+    from chalicelib.domain.simulation.records import SimExperiment
+    from chalicelib.domain.simulation.views import SimulationViews
     from chalicelib.store.agent_data import AgentDataStore
-    from chalicelib.store.metric_chunks import MetricChunkStore
     from chalicelib.store.sim_objects import SimulationObjects
 
 EXPERIMENT_FIELDS = ("id", "name", "num_day", "status", "cur_day", "cur_t", "config", "error", "input_tokens",
@@ -61,23 +60,19 @@ def csv_cell(column: str, value: Any) -> Any:
 class ExportService:
     views: SimulationViews
     agent_data: AgentDataStore
-    chunks: MetricChunkStore
-    sim_objects: SimulationObjects
-    open_sink: Callable[[str], Any]  # key -> a write-only stream with complete() / abort()
-    download_url: Callable[[str, str], str]  # (key, filename) -> presigned URL
-    export_key: Callable[[str, str, str], str]  # (tenant, experiment, export id) -> object key
+    objects: SimulationObjects
 
     def export(self, tenant_id: str, experiment_id: str) -> str:
+        """Write the archive into S3 as a stream; returns a short-lived download URL of it."""
         exp = self.views.started(tenant_id, experiment_id)
-        key = self.export_key(exp.tenant_id, exp.id, new_id())
-        sink = self.open_sink(key)
+        key, sink = self.objects.open_export(exp.tenant_id, exp.id, new_id())
         try:
             self.write_zip(exp, sink)
             sink.complete()
         except BaseException:
             sink.abort()
             raise
-        return self.download_url(key, f"experiment_{exp.id}_export.zip")
+        return self.objects.download_url(key, f"experiment_{exp.id}_export.zip")
 
     def write_zip(self, exp: SimExperiment, sink: Any) -> None:
         with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -85,15 +80,17 @@ class ExportService:
             metrics = self.views.metrics(exp.tenant_id, exp.id)
             if metrics:
                 archive.writestr("metrics.json", json.dumps(metrics, indent=2))
-            artifacts = self.sim_objects.load_artifacts(exp.tenant_id, exp.id)
+            artifacts = self.objects.load_artifacts(exp.tenant_id, exp.id)
             if artifacts is not None:
                 archive.writestr("artifacts.json", json.dumps(artifacts, indent=2, ensure_ascii=False))
             profiles = self.agent_data.profiles(exp.tenant_id, exp.id)
             agent_ids = [int(p["id"]) for p in profiles]
             self._csv(archive, "agent_profile", profiles)
             self._csv(archive, "agent_status", self._statuses(exp))
-            self._csv(archive, "agent_survey", self._per_agent(exp, agent_ids, "SRV"))
-            self._csv(archive, "agent_dialog", self._per_agent(exp, agent_ids, "DLG"))
+            self._csv(archive, "agent_survey", self._per_agent(agent_ids, lambda a: self.agent_data.agent_surveys(
+                exp.tenant_id, exp.id, a)))
+            self._csv(archive, "agent_dialog", self._per_agent(agent_ids, lambda a: self.agent_data.agent_dialogs(
+                exp.tenant_id, exp.id, a)))
             self._csv(archive, "global_prompt", self.agent_data.instants(exp.tenant_id, exp.id, with_agents=False))
             self._csv(archive, "metric", self._metric_rows(metrics))
 
@@ -102,9 +99,10 @@ class ExportService:
             for status in instant["statuses"]:
                 yield {**status, "created_at": instant["created_at"]}
 
-    def _per_agent(self, exp: SimExperiment, agent_ids: list[int], prefix: str) -> Iterator[dict]:
+    @staticmethod
+    def _per_agent(agent_ids: list[int], rows_of: Callable[[int], list[dict]]) -> Iterator[dict]:
         for agent_id in agent_ids:
-            yield from self.agent_data.agent_history(exp.tenant_id, exp.id, agent_id, prefix)
+            yield from rows_of(agent_id)
 
     @staticmethod
     def _metric_rows(metrics: dict[str, list[dict]]) -> Iterator[dict]:

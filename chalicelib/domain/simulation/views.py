@@ -4,38 +4,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
-
 from chalicelib.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
-from chalicelib.domain.experiments import missing
-from chalicelib.domain.sim_records import PLATFORM, SimExperiment, SimStatus
+from chalicelib.domain.ownership import Owners, not_found_or_forbidden
+from chalicelib.domain.paging import check_page
+from chalicelib.domain.principals import PLATFORM
+from chalicelib.domain.simulation.records import SimExperiment, SimStatus
 from chalicelib.domain.validation import metric_value_to_json
 
 if TYPE_CHECKING:
-    from chalicelib.domain.records import Principal
-    from chalicelib.domain.runs import RunService
-    from chalicelib.domain.sim_configs import ConfigService
+    from chalicelib.domain.principals import Principal
+    from chalicelib.domain.simulation.configs import ConfigService
+    from chalicelib.domain.simulation.models import DialogRequest, SurveyRequest
+    from chalicelib.domain.simulation.tracking import SimulationTracking
     from chalicelib.store.agent_data import AgentDataStore
-    from chalicelib.store.metric_chunks import MetricChunkStore
-    from chalicelib.store.simulations import ControlStore, SimulationStore
+    from chalicelib.store.sim_objects import SimulationObjects
+    from chalicelib.store.simulations import SimulationStore
 
 MAX_PAGE = 1_000
-
-
-class DialogRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    content: StrictStr = Field(min_length=1, max_length=10_000)
-    day: StrictInt = Field(ge=0)
-    t: float = Field(ge=0, le=86_400)
-
-
-class SurveyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    survey_id: StrictStr = Field(min_length=1, max_length=64)
-    day: StrictInt = Field(ge=0)
-    t: float = Field(ge=0, le=86_400)
 
 
 def agent_number(agent_id: str) -> int:
@@ -48,18 +33,15 @@ def agent_number(agent_id: str) -> int:
 @dataclass
 class SimulationViews:
     store: SimulationStore
-    controls: ControlStore
+    owners: Owners
     agent_data: AgentDataStore
-    chunks: MetricChunkStore
-    runs: RunService
+    tracking: SimulationTracking
     configs: ConfigService
+    objects: SimulationObjects
 
     # experiments ------------------------------------------------------------------------------
-    def list(self, tenant_id: str, skip: int, limit: int) -> tuple[list[SimExperiment], int]:
-        if skip < 0:
-            raise InvalidInput(f"skip must not be negative, got {skip}")
-        if not 1 <= limit <= MAX_PAGE:
-            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+    def list_experiments(self, tenant_id: str, skip: int, limit: int) -> tuple[list[SimExperiment], int]:
+        check_page(limit, skip, max_limit=MAX_PAGE, offset_name="skip")
         owners = [tenant_id] if tenant_id == PLATFORM else [tenant_id, PLATFORM]
         found = [e for owner in owners for e in self.store.list_experiments(owner)]
         found.sort(key=lambda e: (e.created_at, e.id), reverse=True)
@@ -71,7 +53,7 @@ class SimulationViews:
             exp = self.store.get_experiment(owner, experiment_id)
             if exp is not None:
                 return exp
-        raise missing(self.store.directory, tenant_id, experiment_id, "experiment")
+        raise not_found_or_forbidden(self.owners, tenant_id, experiment_id, "experiment", readable=(PLATFORM,))
 
     def owned(self, principal: Principal, experiment_id: str) -> SimExperiment:
         """An experiment the caller may change: its own (the admin: the platform's)."""
@@ -93,12 +75,8 @@ class SimulationViews:
     def metrics(self, tenant_id: str, experiment_id: str) -> dict[str, list[dict]]:
         """{key: [{key, value, step}]} ordered by step, read from the simulation's tracking run."""
         exp = self.started(tenant_id, experiment_id)
-        run = self.runs.runs.get(exp.tenant_id, exp.tracking_run_id)
-        if run is None:
-            return {}
-        return {key: [{"key": key, "value": metric_value_to_json(p.value), "step": p.step}
-                      for p in self.chunks.read(exp.tenant_id, run.id, key)]
-                for key in sorted(run.latest)}
+        return {key: [{"key": key, "value": metric_value_to_json(p.value), "step": p.step} for p in points]
+                for key, points in self.tracking.series(exp.tenant_id, exp.tracking_run_id).items()}
 
     # agents -------------------------------------------------------------------------------------
     def profiles(self, tenant_id: str, experiment_id: str) -> list[dict]:
@@ -121,17 +99,17 @@ class SimulationViews:
 
     def agent_statuses(self, tenant_id: str, experiment_id: str, agent_id: str) -> list[dict]:
         exp = self.started(tenant_id, experiment_id)
-        return self.agent_data.agent_history(exp.tenant_id, exp.id, agent_number(agent_id), "ST")
+        return self.agent_data.agent_statuses(exp.tenant_id, exp.id, agent_number(agent_id))
 
     def dialogs(self, tenant_id: str, experiment_id: str, agent_id: str) -> list[dict]:
         exp = self.started(tenant_id, experiment_id)
-        return self.agent_data.agent_history(exp.tenant_id, exp.id, agent_number(agent_id), "DLG")
+        return self.agent_data.agent_dialogs(exp.tenant_id, exp.id, agent_number(agent_id))
 
     def surveys(self, tenant_id: str, experiment_id: str, agent_id: str) -> list[dict]:
         """Answered surveys, then the ones still queued for the agent (result null)."""
         exp = self.started(tenant_id, experiment_id)
         number = agent_number(agent_id)
-        answered = self.agent_data.agent_history(exp.tenant_id, exp.id, number, "SRV")
+        answered = self.agent_data.agent_surveys(exp.tenant_id, exp.id, number)
         queued = [{"id": number, "day": m["day"], "t": m["t"], "survey_id": m["survey_id"], "result": None}
                   for m in self.agent_data.pending(exp.tenant_id, exp.id)
                   if m["kind"] == "survey" and m["agent_id"] == number]
@@ -172,6 +150,14 @@ class SimulationViews:
         if self.agent_data.profile(exp.tenant_id, exp.id, number) is None:
             raise NotFound("Agent profile not found")
         return exp, number
+
+    def artifacts(self, tenant_id: str, experiment_id: str) -> tuple[SimExperiment, dict]:
+        """The save_context artifacts of a simulation (404 when it saved none)."""
+        exp = self.get(tenant_id, experiment_id)
+        found = self.objects.load_artifacts(exp.tenant_id, exp.id)
+        if found is None:
+            raise NotFound("Artifacts not found")
+        return exp, found
 
     def require_deletable(self, principal: Principal, experiment_id: str) -> SimExperiment:
         exp = self.owned(principal, experiment_id)

@@ -1,12 +1,30 @@
-"""API keys: random bearer secrets, stored and looked up only by their SHA-256 hash."""
+"""Who calls: tenants and the platform admin, and the API keys that stand for them (stored only hashed)."""
 from __future__ import annotations
 
 import hashlib
 import re
 import secrets
+from dataclasses import dataclass
+from typing import Optional
 
 KEY_PREFIX = "agora_"
 TENANT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+TENANT = "tenant"
+ADMIN = "admin"
+ANONYMOUS = "anonymous"
+PLATFORM = ""  # the admin's tenant: configs and experiments of tenant "" are the platform's own
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a tenant, or the platform admin (tenant "")."""
+
+    tenant_id: str
+    role: str  # TENANT | ADMIN
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == ADMIN
 
 
 def new_api_key() -> str:
@@ -18,7 +36,7 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def bearer_key(header_value: str | None) -> str | None:
+def bearer_key(header_value: Optional[str]) -> Optional[str]:
     """The key of an `Authorization: Bearer <key>` value (scheme case-insensitive), else None."""
     if not header_value:
         return None

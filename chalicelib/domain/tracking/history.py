@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Optional
 
 from chalicelib.domain import validation as rules
 from chalicelib.domain.errors import InvalidInput, NotFound
-from chalicelib.domain.metrics import MetricPoint, downsample
+from chalicelib.domain.paging import check_limit
+from chalicelib.domain.tracking.metrics import MetricPoint, downsample
 
 if TYPE_CHECKING:
-    from chalicelib.domain.runs import RunService
     from chalicelib.domain.tokens import PageTokens
+    from chalicelib.domain.tracking.runs import RunService
     from chalicelib.store.metric_chunks import MetricChunkStore
 
 DEFAULT_PAGE = 1_000
@@ -36,11 +37,11 @@ class HistoryService:
                 raise InvalidInput(f"{name} must be a signed 64-bit integer, got {step}")
         if start_step is not None and end_step is not None and start_step > end_step:
             raise InvalidInput(f"start_step {start_step} is after end_step {end_step}")
-        if not 1 <= limit <= MAX_PAGE:
-            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+        check_limit(limit, max_limit=MAX_PAGE)
         if max_points is not None:
-            if not 2 <= max_points <= MAX_POINTS:
+            if max_points < 2:
                 raise InvalidInput(f"max_points must be between 2 and {MAX_POINTS}, got {max_points}")
+            check_limit(max_points, max_limit=MAX_POINTS, name="max_points")
             if page_token:
                 raise InvalidInput("page_token cannot be combined with max_points: a downsampled history is one page")
         scope = f"history|{tenant_id}|{run_id}|{key}|{start_step}|{end_step}|{limit}"
@@ -48,13 +49,17 @@ class HistoryService:
         run = self.runs.get(tenant_id, run_id)
         if key not in run.latest:
             raise NotFound(f"run {run_id} has no metric {key!r}")
-        read_from = start_step if after is None else max(after.step, start_step if start_step is not None else after.step)
+        if after is None:
+            read_from = start_step
+        else:
+            read_from = after.step if start_step is None else max(after.step, start_step)
         points = self.chunks.read(tenant_id, run_id, key, read_from, end_step)
         if after is not None:
             cursor = (after.order, after.identity)
             points = [p for p in points if (p.order, p.identity) > cursor]
         if max_points is not None:
-            return {"key": key, "points": [p.to_json() for p in downsample(points, max_points)], "next_page_token": None}
+            return {"key": key, "points": [p.to_json() for p in downsample(points, max_points)],
+                    "next_page_token": None}
         page = points[:limit]
         next_token = None
         if len(points) > limit:

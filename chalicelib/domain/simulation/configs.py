@@ -1,19 +1,23 @@
 """Simulation configs (LLM, agents, map, workflow, surveys): CRUD with the platform's read-only sharing."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from chalicelib.domain.clock import new_id, now_iso
-from chalicelib.domain.errors import Forbidden, InvalidInput, NotFound
-from chalicelib.domain.records import Principal
-from chalicelib.domain.sim_records import PLATFORM, StoredConfig
+from chalicelib.domain.errors import Forbidden, InvalidInput
+from chalicelib.domain.ownership import Owners, not_found_or_forbidden
+from chalicelib.domain.principals import PLATFORM, Principal
+from chalicelib.domain.simulation.maps import parse_map
+from chalicelib.domain.simulation.records import StoredConfig
+from chalicelib.domain.validation import validated
 from chalicelib.sim import spec
 
 if TYPE_CHECKING:
-    from chalicelib.store.directory import Directory
+    from chalicelib.domain.simulation.models import ConfigBody
     from chalicelib.store.secrets import ConfigSecrets
     from chalicelib.store.simulations import SimulationStore
 
@@ -27,35 +31,35 @@ CONFIG_SCHEMAS: dict[str, TypeAdapter] = {
 MASK = "********"
 
 
-class ConfigBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # AgentSociety's UI also sends tenant_id, id, updated_at
+class MapFiles(Protocol):
+    """Where map files live (implemented by chalicelib.store.sim_objects.SimulationObjects)."""
 
-    name: StrictStr = Field(min_length=1, max_length=255)
-    description: StrictStr = Field(default="", max_length=2_000)
-    config: Any = None
-    data: Any = None  # surveys carry their SurveyJS JSON as `data`
-
-
-def validation_errors(exc: ValidationError) -> list[dict]:
-    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors(include_url=False)]
+    def map_exists(self, tenant_id: str, file_path: str) -> bool: ...
+    def save_map(self, tenant_id: str, name: str, body: bytes, content_type: str = ...) -> str: ...
 
 
 @dataclass
 class ConfigService:
     store: SimulationStore
-    directory: Directory
+    owners: Owners
     secrets: ConfigSecrets
-    map_exists: Callable[[str, str], bool]  # (owner tenant, file_path) -> does the map file exist?
+    maps: MapFiles
+
+    def upload_map(self, tenant_id: str, filename: str, data: bytes) -> str:
+        """Check and store a map file under the tenant's map folder; returns its `file_path`."""
+        try:
+            parse_map(data)
+        except ValueError as exc:
+            raise InvalidInput(f"map file is not a valid map: {exc}") from exc
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", filename.rsplit("/", 1)[-1])[:100] or "map.json"
+        return self.maps.save_map(tenant_id, f"{new_id()}-{safe}", data)
 
     def validate(self, kind: str, owner: str, body: ConfigBody) -> Any:
         raw = body.data if kind == "survey" else body.config
         if raw is None:
             raise InvalidInput(f"{'data' if kind == 'survey' else 'config'} is required")
-        try:
-            value = CONFIG_SCHEMAS[kind].validate_python(raw)
-        except ValidationError as exc:
-            raise InvalidInput(validation_errors(exc)) from exc
-        if kind == "map" and not self.map_exists(owner, value.file_path):
+        value = validated(CONFIG_SCHEMAS[kind], raw)
+        if kind == "map" and not self.maps.map_exists(owner, value.file_path):
             raise InvalidInput(f"map file {value.file_path!r} does not exist for this tenant; upload it first")
         return value
 
@@ -75,7 +79,7 @@ class ConfigService:
         current = self._writable(principal, kind, config_id)
         self.store.delete_config(current.tenant_id, kind, config_id)
 
-    def list(self, tenant_id: str, kind: str) -> list[StoredConfig]:
+    def list_configs(self, tenant_id: str, kind: str) -> list[StoredConfig]:
         owners = [tenant_id] if tenant_id == PLATFORM else [tenant_id, PLATFORM]
         found = [c for owner in owners for c in self.store.list_configs(owner, kind)]
         return sorted(found, key=lambda c: c.created_at, reverse=True)
@@ -89,16 +93,11 @@ class ConfigService:
             found = self.store.get_config(candidate, kind, config_id)
             if found is not None:
                 return found
-        owner_now = self.directory.owner_of(config_id)
-        if owner_now is not None and owner_now not in (tenant_id, PLATFORM):
-            raise Forbidden(f"{kind} config {config_id} belongs to another tenant")
-        raise NotFound(f"{kind} config {config_id} does not exist")
+        raise not_found_or_forbidden(self.owners, tenant_id, config_id, f"{kind} config", readable=(PLATFORM,))
 
-    def api_keys(self, cfg: StoredConfig) -> list[str]:
-        """The plain api keys of an LLM config, for the engine only."""
-        if cfg.secret is None:
-            return ["" for _ in cfg.config]
-        return self.secrets.open(cfg.tenant_id, cfg.secret)
+    def open_llm_keys(self, owner: str, sealed: bytes) -> list[str]:
+        """The plain api keys of an LLM config sealed for `owner`: for the engine only, never for a client."""
+        return self.secrets.open(owner, sealed)
 
     def _writable(self, principal: Principal, kind: str, config_id: str) -> StoredConfig:
         current = self.get(principal.tenant_id, kind, config_id)
@@ -117,7 +116,8 @@ class ConfigService:
                 old = self.secrets.open(owner, previous.secret)
                 plain = [old[i] if k == MASK and i < len(old) else k for i, k in enumerate(plain)]
             secret = self.secrets.seal(owner, plain) if any(plain) else None
-            config = [e.model_dump(exclude={"api_key"}) | {"api_key": MASK if k else ""} for e, k in zip(value, plain)]
+            config = [e.model_dump(exclude={"api_key"}) | {"api_key": MASK if k else ""}
+                      for e, k in zip(value, plain, strict=True)]
         else:
             config = CONFIG_SCHEMAS[kind].dump_python(value, mode="json", exclude_none=True)
         return StoredConfig(tenant_id=owner, kind=kind, id=config_id, name=body.name, description=body.description,

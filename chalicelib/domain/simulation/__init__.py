@@ -1,0 +1,1 @@
+"""Agent-society simulations: configs, launch and control, the orchestrated run, results, exports."""

@@ -1,0 +1,1 @@
+"""Experiment tracking: experiments, runs, metric series, artifacts (`/api/v1/experiments`)."""
