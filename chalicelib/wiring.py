@@ -25,9 +25,8 @@ from chalicelib.domain.tracking.experiments import ExperimentService
 from chalicelib.domain.tracking.history import HistoryService
 from chalicelib.domain.tracking.runs import RunService
 from chalicelib.settings import Settings, get_settings
-from chalicelib.store import keys
 from chalicelib.store.agent_data import AgentDataStore
-from chalicelib.store.artifacts import ArtifactStore
+from chalicelib.store.artifacts import ArtifactLayout, ArtifactStore
 from chalicelib.store.billing import BillingStore
 from chalicelib.store.directory import Directory
 from chalicelib.store.dynamo import Table
@@ -96,17 +95,18 @@ class Services:
 
     # tracking -----------------------------------------------------------------------------------
     @cached_property
+    def artifact_layout(self) -> ArtifactLayout:
+        return ArtifactLayout(self.settings.bucket)
+
+    @cached_property
     def experiments(self) -> ExperimentService:
-        bucket = self.settings.bucket
         return ExperimentService(ExperimentStore(self.table("experiments"), self.directory), self.directory,
-                                 lambda tenant, exp: f"s3://{bucket}/{keys.experiment_prefix(tenant, exp)}")
+                                 self.artifact_layout)
 
     @cached_property
     def runs(self) -> RunService:
-        bucket = self.settings.bucket
         return RunService(RunStore(self.table("runs"), self.table("experiments"), self.directory), self.experiments,
-                          self.metric_chunks, self.directory,
-                          lambda tenant, exp, run: f"s3://{bucket}/{keys.run_artifact_prefix(tenant, exp, run)}")
+                          self.metric_chunks, self.directory)
 
     @cached_property
     def history(self) -> HistoryService:
@@ -114,7 +114,7 @@ class Services:
 
     @cached_property
     def artifacts(self) -> ArtifactService:
-        return ArtifactService(self.runs, ArtifactStore(self.table("runs"), self.objects))
+        return ArtifactService(self.runs, ArtifactStore(self.table("runs"), self.objects, self.artifact_layout))
 
     # simulations --------------------------------------------------------------------------------
     @cached_property
@@ -163,7 +163,7 @@ class Services:
     @cached_property
     def purge(self) -> PurgeService:
         store = PurgeStore(self.table("experiments"), self.table("runs"), self.table("metrics"),
-                           self.table("directory"), self.objects)
+                           self.table("directory"), self.objects, self.artifact_layout)
         return PurgeService(store, PurgePolicy(self.settings.retention_days))
 
 

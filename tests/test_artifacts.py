@@ -263,3 +263,43 @@ def test_object_created_events_outside_the_layout_or_for_another_tenant_are_igno
     tenant_b_run = new_run(client, tenant="tenant-b")
     response = client.http.get(f"{RUNS}/{tenant_b_run}/artifacts", headers=auth("tenant-b"))
     assert data(response)["artifacts"] == []
+
+
+def test_an_experiment_may_keep_its_artifacts_in_another_folder_of_its_tenants_space(client, aws, subtests):
+    bucket = os.environ["AGORA_BUCKET"]
+    location = f"s3://{bucket}/tenants/tenant-a/projects/shared"
+    response = send(client, "post", EXPERIMENTS, {"name": "elsewhere", "artifact_location": location})
+    assert response.status_code == 201, response.body
+    assert data(response)["artifact_location"] == location + "/"
+    exp_id = data(response)["id"]
+    run_id = new_run(client, exp_id)
+    run = data(client.http.get(f"{RUNS}/{run_id}", headers=auth()))
+    assert run["artifact_uri"] == f"{location}/runs/{run_id}/artifacts/"
+
+    assert upload(client, run_id, "notes.txt", b"hello").status_code == 200
+    s3 = aws.client("s3")
+    key = f"tenants/tenant-a/projects/shared/runs/{run_id}/artifacts/notes.txt"
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"hello"
+    assert download(client, run_id, "notes.txt").status_code == 303
+
+    # a presigned upload lands under the location and is registered from there
+    form = data(presign(client, run_id, "big/model.bin"))
+    assert form["fields"]["key"] == f"tenants/tenant-a/projects/shared/runs/{run_id}/artifacts/big/model.bin"
+    s3.put_object(Bucket=bucket, Key=form["fields"]["key"], Body=b"\0" * 10)
+    registered = client.lambda_.invoke("register_artifact_upload", object_created(client, form["fields"]["key"]))
+    assert registered.payload["outcome"] == "registered"
+    assert set(artifacts(client, run_id)) == {"notes.txt", "big/model.bin"}
+
+    for case, bad in {
+        "another tenant's space": f"s3://{bucket}/tenants/tenant-b/x",
+        "another bucket": "s3://elsewhere/tenants/tenant-a/x",
+        "the tenant's root itself": f"s3://{bucket}/tenants/tenant-a/",
+        "a path that climbs out": f"s3://{bucket}/tenants/tenant-a/a/../../tenant-b",
+        "an empty segment": f"s3://{bucket}/tenants/tenant-a/a//b",
+        "not s3": "file:///tmp/artifacts",
+        "a control character": f"s3://{bucket}/tenants/tenant-a/a\nb",
+    }.items():
+        with subtests.test(case):
+            assert_error(send(client, "post", EXPERIMENTS, {"name": f"bad {case}", "artifact_location": bad}), 400)
+    listed = data(client.http.get(f"{EXPERIMENTS}?search=bad", headers=auth()))
+    assert listed["total"] == 0, "a refused location creates nothing"

@@ -46,7 +46,7 @@ ROUTES_WITH_IDS = {
     "create run": Route("post", RUNS, {"experiment_id": "{exp}"}),
     "list runs": Route("get", RUNS + "?experiment_id={exp}"),
     "get run": Route("get", RUNS + "/{run}"),
-    "log-metrics": Route("post", RUNS + "/{run}/log-metrics", {"metrics": [{"key": "m", "value": 9, "step": 9}]}),
+    "log-metrics": Route("post", RUNS + "/{run}/log-metrics", {"metrics": {"m": 9}, "step": 9}),
     "log-params": Route("post", RUNS + "/{run}/log-params", {"params": {"p": "hijacked"}}),
     "log-batch": Route("post", RUNS + "/{run}/log-batch", {"tags": [{"key": "t", "value": "hijacked"}]}),
     "log-artifact": Route("post", RUNS + "/{run}/log-artifact?artifact_path=x", multipart=True),
@@ -109,7 +109,7 @@ def test_another_tenants_experiment_or_run_is_403_on_every_route_and_nothing_cha
 def test_unknown_ids_are_404_on_every_route(client, subtests):
     own_exp = post(client, EXPERIMENTS, {"name": "own"})["id"]
     own_run = post(client, RUNS, {"experiment_id": own_exp})["id"]
-    post(client, f"{RUNS}/{own_run}/log-metrics", {"metrics": [{"key": "loss", "value": 1}]})
+    post(client, f"{RUNS}/{own_run}/log-metrics", {"metrics": {"loss": 1}})
 
     for name, route in ROUTES_WITH_IDS.items():
         with subtests.test(name):

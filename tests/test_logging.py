@@ -42,36 +42,76 @@ def point(key: str, value: Any, step: int = 0, timestamp: int = 1_000) -> dict:
     return {"key": key, "value": value, "step": step, "timestamp": timestamp}
 
 
-# --- log-metrics --------------------------------------------------------------------------------
+# --- log-metrics: the reference's shape, {name: value} at one step and timestamp ----------------
 
-def test_log_metrics_stores_points_and_the_latest_value_per_key_with_defaults(client):
+def test_log_metrics_logs_each_name_at_the_step_and_timestamp_given_with_defaults(client):
     run_id = new_run(client)
 
-    response = send(client, "post", f"{RUNS}/{run_id}/log-metrics", {"metrics": [
-        point("loss", 0.9, step=0, timestamp=100), point("loss", 0.4, step=1, timestamp=200),
-        point("acc", 0.5, step=1, timestamp=200)]})
+    response = send(client, "post", f"{RUNS}/{run_id}/log-metrics",
+                    {"metrics": {"loss": 0.9, "acc": 0.5}, "step": 10, "timestamp": 1707723600000})
 
     assert response.status_code == 200
-    assert data(response) == {"logged": 3}
+    assert data(response) == {"logged": 2}
+    metrics = get_run(client, run_id)["metrics"]
+    assert {k: (m["value"], m["step"], m["timestamp"]) for k, m in metrics.items()} == {
+        "loss": (0.9, 10, 1707723600000), "acc": (0.5, 10, 1707723600000)}
+
+    # step and timestamp are optional: step 0 and the server's clock
+    bare = send(client, "post", f"{RUNS}/{run_id}/log-metrics", {"metrics": {"m": 3}})
+    assert bare.status_code == 200
+    [stored] = history(client, run_id, "m")
+    assert stored["step"] == 0 and stored["value"] == 3
+    assert stored["timestamp"] > 1_600_000_000_000, "epoch milliseconds of the server clock"
+    assert data(send(client, "post", f"{RUNS}/{run_id}/log-metrics", {"metrics": {}})) == {"logged": 0}
+
+
+def test_log_metrics_rejects_the_list_shape_and_bad_values_with_400_and_stores_nothing(client, subtests):
+    run_id = new_run(client)
+    cases = {
+        "a list (log-batch's shape)": {"metrics": [{"key": "m", "value": 1.0}]},
+        "a bad key": {"metrics": {"../m": 1.0}},
+        "a boolean value": {"metrics": {"m": True}},
+        "a lower-case nan": {"metrics": {"m": "nan"}},
+        "a float step": {"metrics": {"m": 1.0}, "step": 1.5},
+        "a negative timestamp": {"metrics": {"m": 1.0}, "timestamp": -1},
+        "an unknown field": {"metrics": {"m": 1.0}, "unit": "s"},
+        "no metrics": {"step": 1},
+        "1,001 names": {"metrics": {f"m{i}": 1.0 for i in range(1001)}},
+    }
+    for case, body in cases.items():
+        with subtests.test(case):
+            assert_error(send(client, "post", f"{RUNS}/{run_id}/log-metrics", body), 400)
+    assert get_run(client, run_id)["metrics"] == {}
+
+
+# --- points with their own steps (log-batch) ---------------------------------------------------
+
+def test_log_batch_stores_points_and_the_latest_value_per_key(client):
+    run_id = new_run(client)
+
+    response = log_batch(client, run_id, metrics=[
+        point("loss", 0.9, step=0, timestamp=100), point("loss", 0.4, step=1, timestamp=200),
+        point("acc", 0.5, step=1, timestamp=200)])
+
+    assert response.status_code == 200
+    assert data(response) == {"metrics": 3, "params": 0, "tags": 0}
     metrics = get_run(client, run_id)["metrics"]
     assert {k: (m["value"], m["step"], m["timestamp"]) for k, m in metrics.items()} == {
         "loss": (0.4, 1, 200), "acc": (0.5, 1, 200)}
     assert [(p["step"], p["value"], p["timestamp"]) for p in history(client, run_id, "loss")] == [
         (0, 0.9, 100), (1, 0.4, 200)]
 
-    # step and timestamp are optional: step 0 and the server's clock
-    bare = send(client, "post", f"{RUNS}/{run_id}/log-metrics", {"metrics": [{"key": "m", "value": 3}]})
-    assert bare.status_code == 200
+    # step and timestamp are optional per point too
+    assert log_batch(client, run_id, metrics=[{"key": "m", "value": 3}]).status_code == 200
     [stored] = history(client, run_id, "m")
-    assert stored["step"] == 0 and stored["value"] == 3
-    assert stored["timestamp"] > 1_600_000_000_000, "epoch milliseconds of the server clock"
+    assert stored["step"] == 0 and stored["timestamp"] > 1_600_000_000_000
 
 
 def test_latest_value_is_the_point_with_the_greatest_step_then_timestamp(client):
     run_id = new_run(client)
 
     def log(*points: dict) -> dict:
-        assert send(client, "post", f"{RUNS}/{run_id}/log-metrics", {"metrics": list(points)}).status_code == 200
+        assert log_batch(client, run_id, metrics=list(points)).status_code == 200
         latest = get_run(client, run_id)["metrics"]["m"]
         return {k: latest[k] for k in ("value", "step", "timestamp")}
 
@@ -93,11 +133,14 @@ def test_non_finite_values_sent_as_strings_are_stored_and_returned_faithfully(cl
             point("mixed", 1.5, step=0), point("mixed", "NaN", step=1), point("mixed", "-Infinity", step=2),
             point("mixed", -2.0, step=3)]
 
-    assert send(client, "post", f"{RUNS}/{run_id}/log-metrics", {"metrics": sent}).status_code == 200
+    assert log_batch(client, run_id, metrics=sent).status_code == 200
+    assert send(client, "post", f"{RUNS}/{run_id}/log-metrics",
+                {"metrics": {"dict_nan": "NaN", "dict_inf": "Infinity"}}).status_code == 200
 
     latest = get_run(client, run_id)["metrics"]
-    assert {k: latest[k]["value"] for k in ("nan", "inf", "ninf", "mixed")} == {
-        "nan": "NaN", "inf": "Infinity", "ninf": "-Infinity", "mixed": -2.0}
+    assert {k: latest[k]["value"] for k in ("nan", "inf", "ninf", "mixed", "dict_nan", "dict_inf")} == {
+        "nan": "NaN", "inf": "Infinity", "ninf": "-Infinity", "mixed": -2.0, "dict_nan": "NaN",
+        "dict_inf": "Infinity"}
     assert history(client, run_id, "nan")[0]["value"] == "NaN"
     assert history(client, run_id, "inf")[0]["value"] == "Infinity"
     assert history(client, run_id, "ninf")[0]["value"] == "-Infinity"
@@ -124,10 +167,9 @@ def test_invalid_metric_values_and_fields_are_400_and_store_nothing(client, subt
     }
     for case, metric in cases.items():
         with subtests.test(case):
-            assert_error(send(client, "post", f"{RUNS}/{run_id}/log-metrics", {"metrics": [metric]}), 400)
             assert_error(log_batch(client, run_id, metrics=[metric]), 400)
     with subtests.test("bare NaN in the JSON"):
-        raw = '{"metrics": [{"key": "m", "value": NaN, "step": 0, "timestamp": 1}]}'
+        raw = '{"metrics": {"m": NaN}, "step": 0, "timestamp": 1}'
         assert_error(send(client, "post", f"{RUNS}/{run_id}/log-metrics", raw), 400)
     assert get_run(client, run_id)["metrics"] == {}
 
@@ -135,9 +177,11 @@ def test_invalid_metric_values_and_fields_are_400_and_store_nothing(client, subt
 def test_a_metric_value_too_large_for_a_float_is_400_not_500(client):
     run_id = new_run(client)
 
-    raw = '{"metrics": [{"key": "m", "value": 1%s, "step": 0, "timestamp": 1}]}' % ("0" * 400)
+    raw = '{"metrics": {"m": 1%s}, "step": 0, "timestamp": 1}' % ("0" * 400)
 
     assert_error(send(client, "post", f"{RUNS}/{run_id}/log-metrics", raw), 400)
+    assert_error(send(client, "post", f"{RUNS}/{run_id}/log-batch",
+                      '{"metrics": [{"key": "m", "value": 1%s}]}' % ("0" * 400)), 400)
 
 
 # --- log-params ---------------------------------------------------------------------------------
@@ -284,7 +328,7 @@ def test_the_same_log_batch_sent_twice_stores_each_point_once_and_so_does_one_re
     batch = {"metrics": [point("loss", 1.0 / (i + 1), step=i, timestamp=1_000 + i) for i in range(50)]
              + [point("loss", 0.25, step=10, timestamp=5_000)],  # a second point at step 10
              "params": [{"key": "lr", "value": "0.1"}], "tags": [{"key": "t", "value": "v"}]}
-    assert send(client, "post", f"{RUNS}/{other}/log-metrics", {"metrics": [point("loss", 1.0)]}).status_code == 200
+    assert send(client, "post", f"{RUNS}/{other}/log-metrics", {"metrics": {"loss": 1.0}}).status_code == 200
 
     first = send(client, "post", f"{RUNS}/{run_id}/log-batch", batch)
     count_once = data(send(client, "post", f"{RUNS}/compare", {"run_ids": [run_id, other]}))["runs"][0]
@@ -299,7 +343,7 @@ def test_the_same_log_batch_sent_twice_stores_each_point_once_and_so_does_one_re
     assert get_run(client, run_id)["params"] == {"lr": "0.1"}
 
     # identical points inside one request are stored once too
-    send(client, "post", f"{RUNS}/{run_id}/log-metrics", {"metrics": [point("m", 1.0)] * 3 + [point("m", "NaN")] * 2})
+    log_batch(client, run_id, metrics=[point("m", 1.0)] * 3 + [point("m", "NaN")] * 2)
     assert [p["value"] for p in history(client, run_id, "m")] == ["NaN", 1.0]
 
 
@@ -308,16 +352,16 @@ def test_logging_to_a_run_of_a_deleted_experiment_is_409_until_restored_and_an_u
     run_id = new_run(client, exp_id)
     send(client, "delete", f"{EXPERIMENTS}/{exp_id}")
 
-    assert_error(send(client, "post", f"{RUNS}/{run_id}/log-metrics", {"metrics": [point("m", 1.0)]}), 409)
+    assert_error(send(client, "post", f"{RUNS}/{run_id}/log-metrics", {"metrics": {"m": 1.0}}), 409)
     assert_error(send(client, "post", f"{RUNS}/{run_id}/log-params", {"params": {"p": "v"}}), 409)
     assert_error(log_batch(client, run_id, tags=[{"key": "t", "value": "v"}]), 409)
     run = get_run(client, run_id)
     assert (run["metrics"], run["params"], run["tags"]) == ({}, {}, {})
 
     send(client, "post", f"{EXPERIMENTS}/{exp_id}/restore")
-    assert send(client, "post", f"{RUNS}/{run_id}/log-metrics", {"metrics": [point("m", 1.0)]}).status_code == 200
+    assert send(client, "post", f"{RUNS}/{run_id}/log-metrics", {"metrics": {"m": 1.0}}).status_code == 200
 
     # and an unknown run is 404 on every logging route
-    assert_error(send(client, "post", f"{RUNS}/no-such-run/log-metrics", {"metrics": [point("m", 1.0)]}), 404)
+    assert_error(send(client, "post", f"{RUNS}/no-such-run/log-metrics", {"metrics": {"m": 1.0}}), 404)
     assert_error(send(client, "post", f"{RUNS}/no-such-run/log-params", {"params": {"p": "v"}}), 404)
     assert_error(log_batch(client, "no-such-run", metrics=[point("m", 1.0)]), 404)

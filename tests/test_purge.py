@@ -10,14 +10,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends as moto_s3_backends
 
 from chalicelib import wiring
 from chalicelib.store import keys
-from tests import tables
+from tests import faults, tables
 from tests.conftest import auth
-from tests.tracking_helpers import EXPERIMENTS, RUNS, ok, send
+from tests.tracking_helpers import EXPERIMENTS, RUNS, artifact_key, ok, send
 
 BOUNDARY = "----agora-purge-boundary"
 TABLES = ("AGORA_EXPERIMENTS_TABLE", "AGORA_RUNS_TABLE", "AGORA_METRICS_TABLE", "AGORA_DIRECTORY_TABLE")
@@ -128,7 +129,7 @@ def test_a_10000_point_50_run_archived_experiment_is_removed_over_several_bounde
                      for i in range(50)]
     s3 = aws.client("s3")
     bucket = os.environ["AGORA_BUCKET"]
-    stray = keys.run_artifact_key("tenant-a", archived, archived_runs[0], "presigned/never-registered.bin")
+    stray = artifact_key("tenant-a", archived, archived_runs[0], "presigned/never-registered.bin")
     s3.put_object(Bucket=bucket, Key=stray, Body=b"x")  # an upload never registered goes too
     # what must survive: the tenant's active, restored and recently deleted experiments, another tenant's data
     active = new_experiment(client, "active")
@@ -182,7 +183,7 @@ def test_with_the_default_budget_one_invocation_purges_everything_due_and_s3_in_
     runs_b = [new_run(client, exp_b, tenant="tenant-b", points=10, artifact=True)]
     bucket = moto_s3_backends[DEFAULT_ACCOUNT_ID]["aws"]  # 1,005 objects through the API would take seconds
     for i in range(1_005):
-        bucket.put_object(os.environ["AGORA_BUCKET"], keys.run_artifact_key("tenant-a", exp_a, runs_a[0], f"f/{i:04d}"),
+        bucket.put_object(os.environ["AGORA_BUCKET"], artifact_key("tenant-a", exp_a, runs_a[0], f"f/{i:04d}"),
                           b"")
     keep = new_experiment(client, "keep")
     new_run(client, keep, points=10, artifact=True)
@@ -269,9 +270,7 @@ def test_active_experiments_and_experiments_deleted_within_retention_are_never_t
 
 # --- resumable ----------------------------------------------------------------------------------
 
-def test_a_purge_that_crashes_half_way_resumes_where_it_stopped_on_the_next_invocation(client, aws, monkeypatch):
-    from chalicelib.store.purge import PurgeStore
-
+def test_a_purge_that_crashes_half_way_resumes_where_it_stopped_on_the_next_invocation(client, aws):
     archived = new_experiment(client, "archived")
     run_ids = [new_run(client, archived, points=50, keys_=2, artifact=True) for _ in range(4)]
     keep = new_experiment(client, "keep")
@@ -284,22 +283,19 @@ def test_a_purge_that_crashes_half_way_resumes_where_it_stopped_on_the_next_invo
     assert tiny["deletes"] == 3 and saved["experiment_id"] == archived
     assert saved["run_id"] == run_ids[0] and saved["metric_key"] == "m0" and saved["phase"] == "runs"
 
-    def s3_fails(*args: Any, **kwargs: Any):
-        raise RuntimeError("S3 is having a bad day")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(PurgeStore, "delete_objects", s3_fails)
-        with pytest.raises(RuntimeError, match="bad day"):
-            purge(client)  # every run goes, then the invocation dies on the objects
+    # from the third DeleteObjects on, S3 answers 500: the invocation dies in the third run's artifacts
+    with faults.fail(wiring.services().s3, "DeleteObjects", after=2, times=None), \
+            pytest.raises(ClientError, match="InternalError"):
+        purge(client)
     saved = cursor_item()["state"]["current"]
-    assert saved["phase"] == "objects" and saved["removed"]["runs"] == 4
+    assert saved["phase"] == "runs" and saved["run_id"] == run_ids[2] and saved["removed"]["runs"] == 2
     assert send(client, "get", f"{EXPERIMENTS}/{archived}").status_code == 200, "the experiment item goes last"
 
     resumed = purge(client)
 
     assert resumed["resumed"] and resumed["finished"]
     assert resumed["experiments_purged"] == [f"tenant-a/{archived}"]
-    assert resumed["removed"]["objects"] == 4 and resumed["removed"]["runs"] == 0
+    assert resumed["removed"]["objects"] == 2 and resumed["removed"]["runs"] == 2
     assert snapshot(aws) == without(before, "tenant-a", archived, run_ids)
 
 
@@ -343,3 +339,25 @@ def test_a_manual_invocation_with_a_bad_budget_fails_without_deleting(client, aw
             purge(client, max_deletes=bad)
 
     assert snapshot(aws) == before
+
+
+def test_a_purge_removes_the_runs_artifacts_from_a_chosen_location_and_spares_its_neighbours(client, aws):
+    bucket = os.environ["AGORA_BUCKET"]
+    shared = f"s3://{bucket}/tenants/tenant-a/projects/shared"
+    archived = ok(send(client, "post", EXPERIMENTS, {"name": "archived", "artifact_location": shared}), 201)["id"]
+    neighbour = ok(send(client, "post", EXPERIMENTS, {"name": "neighbour", "artifact_location": shared}), 201)["id"]
+    archived_runs = [new_run(client, archived, points=5, artifact=True) for _ in range(2)]
+    new_run(client, neighbour, points=5, artifact=True)
+    delete_experiment(client, archived, days_ago=31)
+    objects = {o["Key"] for o in aws.client("s3").list_objects_v2(Bucket=bucket)["Contents"]}
+    assert {k for k in objects if any(r in k for r in archived_runs)} == {
+        f"tenants/tenant-a/projects/shared/runs/{r}/artifacts/out/model.bin" for r in archived_runs}
+
+    report = purge(client)
+
+    assert report["finished"] and report["experiments_purged"] == [f"tenant-a/{archived}"]
+    assert report["removed"]["objects"] == 2
+    left = {o["Key"] for o in aws.client("s3").list_objects_v2(Bucket=bucket)["Contents"]}
+    assert left == objects - {f"tenants/tenant-a/projects/shared/runs/{r}/artifacts/out/model.bin"
+                              for r in archived_runs}, "only the archived runs' own objects went"
+    assert send(client, "get", f"{EXPERIMENTS}/{neighbour}").status_code == 200

@@ -25,7 +25,7 @@ def list_runs(client, query: str) -> dict:
 
 def log_metrics(client, run_id: str, key: str, values: list[tuple[int, Any]], ts: int = 1_000) -> None:
     metrics = [{"key": key, "value": v, "step": step, "timestamp": ts + step} for step, v in values]
-    response = send(client, "post", f"{RUNS}/{run_id}/log-metrics", {"metrics": metrics})
+    response = send(client, "post", f"{RUNS}/{run_id}/log-batch", {"metrics": metrics})
     assert response.status_code == 200, response.body
 
 
@@ -215,7 +215,7 @@ def test_compare_reports_latest_min_max_count_per_metric_and_params_differing(cl
     assert by_id[a]["metrics"]["acc"] == {"latest": 0.5, "min": 0.5, "max": 0.5, "count": 1}
     assert sorted(body["params_differing"]) == ["lr", "only_a"]
 
-    only_loss = data(compare(client, [a, b], metric_keys=["loss"]))
+    only_loss = data(compare(client, [a, b], metrics=["loss"]))
     assert [set(r["metrics"]) for r in only_loss["runs"]] == [{"loss"}, {"loss"}]
     assert only_loss["runs"][1]["metrics"]["loss"]["count"] == 2
 
@@ -231,7 +231,8 @@ def test_compare_accepts_2_to_10_distinct_runs(client, subtests):
              "duplicates": {"run_ids": [ids[0], ids[0]]},
              "duplicate among others": {"run_ids": [ids[0], ids[1], ids[0]]},
              "run_ids missing": {}, "run_ids not a list": {"run_ids": f"{ids[0]},{ids[1]}"},
-             "bad metric key": {"run_ids": ids[:2], "metric_keys": ["../x"]}}
+             "bad metric key": {"run_ids": ids[:2], "metrics": ["../x"]},
+             "metric_keys (not the reference's name)": {"run_ids": ids[:2], "metric_keys": ["loss"]}}
     for case, body in cases.items():
         with subtests.test(case):
             assert_error(send(client, "post", f"{RUNS}/compare", body), 400)

@@ -13,7 +13,7 @@ import requests
 from chalicelib.store import keys
 from tests import tables
 from tests.conftest import auth
-from tests.tracking_helpers import EXPERIMENTS, RUNS, ok, send
+from tests.tracking_helpers import EXPERIMENTS, RUNS, artifact_key, ok, send
 
 
 def new_experiment(client, name: str = "uploads", tenant: str = "tenant-a") -> str:
@@ -96,7 +96,7 @@ def test_duplicate_events_are_harmless_and_a_new_upload_of_the_path_is_registere
 
 def test_keys_are_url_decoded_and_a_literal_plus_is_still_found(client, aws, subtests):
     run_id = new_run(client, new_experiment(client))
-    prefix = keys.run_artifact_prefix("tenant-a", *_ids(client, run_id))
+    prefix = artifact_key("tenant-a", *_ids(client, run_id))
     for name, event_key, encode in [
         ("a space arrives as '+'", "notes and more.txt", True),
         ("a literal '+' arrives as %2B", "c++ build.log", True),
@@ -114,7 +114,7 @@ def test_keys_are_url_decoded_and_a_literal_plus_is_still_found(client, aws, sub
 
 def test_objects_outside_the_layout_or_with_path_tricks_are_ignored_and_logged(client, aws, caplog, subtests):
     run_id = new_run(client, new_experiment(client))
-    prefix = keys.run_artifact_prefix("tenant-a", *_ids(client, run_id))
+    prefix = artifact_key("tenant-a", *_ids(client, run_id))
     strays = {
         "outside tenants/": "random/file.bin",
         "tenant folder only": "tenants/tenant-a/loose.bin",
@@ -148,20 +148,20 @@ def test_objects_for_unknown_runs_another_tenants_run_or_another_experiment_are_
     exp_b = new_experiment(client, tenant="tenant-b")
     run_b = new_run(client, exp_b, tenant="tenant-b")
     cases = {
-        "an unknown run": keys.run_artifact_key("tenant-a", exp_a, "01aaaaaaaaaaaaaaaaaaaaaaaa", "x.bin"),
-        "tenant-a's run under tenant-b's prefix": keys.run_artifact_key("tenant-b", exp_a, run_a, "x.bin"),
-        "tenant-b's run under tenant-a's prefix": keys.run_artifact_key("tenant-a", exp_b, run_b, "x.bin"),
-        "tenant-b's run with tenant-a's experiment": keys.run_artifact_key("tenant-b", exp_a, run_b, "x.bin"),
-        "the run under another experiment of its tenant": keys.run_artifact_key("tenant-a", other_exp, run_a, "x.bin"),
-        "an unknown tenant": keys.run_artifact_key("tenant-z", exp_a, run_a, "x.bin"),
+        "an unknown run": artifact_key("tenant-a", exp_a, "01aaaaaaaaaaaaaaaaaaaaaaaa", "x.bin"),
+        "tenant-a's run under tenant-b's prefix": artifact_key("tenant-b", exp_a, run_a, "x.bin"),
+        "tenant-b's run under tenant-a's prefix": artifact_key("tenant-a", exp_b, run_b, "x.bin"),
+        "tenant-b's run with tenant-a's experiment": artifact_key("tenant-b", exp_a, run_b, "x.bin"),
+        "the run under another experiment of its tenant": artifact_key("tenant-a", other_exp, run_a, "x.bin"),
+        "an unknown tenant": artifact_key("tenant-z", exp_a, run_a, "x.bin"),
     }
     for case, key in cases.items():
         with subtests.test(case):
             put(aws, key)
             assert notify(client, key) == "ignored: no such run for that tenant and experiment"
-    assert notify(client, keys.run_artifact_key("tenant-a", exp_a, run_a, "gone.bin")) == "ignored: object is gone"
-    put(aws, keys.run_artifact_key("tenant-a", exp_a, run_a, "elsewhere.bin"))
-    assert notify(client, keys.run_artifact_key("tenant-a", exp_a, run_a, "elsewhere.bin"),
+    assert notify(client, artifact_key("tenant-a", exp_a, run_a, "gone.bin")) == "ignored: object is gone"
+    put(aws, artifact_key("tenant-a", exp_a, run_a, "elsewhere.bin"))
+    assert notify(client, artifact_key("tenant-a", exp_a, run_a, "elsewhere.bin"),
                   bucket="someone-elses-bucket") == "ignored: another bucket"
     assert artifact_items() == []
     assert artifacts(client, run_a) == {} and artifacts(client, run_b, tenant="tenant-b") == {}

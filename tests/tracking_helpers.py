@@ -10,6 +10,11 @@ EXPERIMENTS = "/api/v1/experiments"
 RUNS = "/api/v1/experiments/runs"
 
 
+def artifact_key(tenant: str, experiment_id: str, run_id: str, path: str = "") -> str:
+    """The S3 key of a run artifact in Agora's default layout (README: artifact_location)."""
+    return f"tenants/{tenant}/experiments/{experiment_id}/runs/{run_id}/artifacts/{path}"
+
+
 def send(client, method: str, path: str, body: Any = None, tenant: str = "tenant-a"):
     payload = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
     return getattr(client.http, method)(path, headers=auth(tenant), body=payload)

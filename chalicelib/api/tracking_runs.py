@@ -22,7 +22,8 @@ def create_run(request: Request) -> dict:
 def list_runs(request: Request) -> dict:
     limit = request.int_query("limit", 100)
     offset = request.int_query("offset", 0)
-    found, total = services().runs.search(request.tenant_id, request.query("experiment_id"), request.query("status"),
+    found, total = services().runs.search(request.tenant_id, request.query("experiment_id"),
+                                          request.query("status") or None,
                                           limit, offset)
     return {"runs": [r.to_json() for r in found], "total": total, "limit": limit, "offset": offset}
 
@@ -30,7 +31,7 @@ def list_runs(request: Request) -> dict:
 @api.route(RUNS + "/compare", ("POST",), body=CompareRuns)
 def compare_runs(request: Request) -> dict:
     body = request.body()
-    return services().runs.compare(request.tenant_id, body.run_ids, body.metric_keys)
+    return services().runs.compare(request.tenant_id, body.run_ids, body.metrics)
 
 
 @api.route(RUNS + "/{run_id}", ("GET",))
@@ -41,7 +42,7 @@ def get_run(request: Request, run_id: str) -> dict:
 @api.route(RUNS + "/{run_id}/log-metrics", ("POST",), body=LogMetrics)
 def log_metrics(request: Request, run_id: str) -> dict:
     body = request.body()
-    logged = services().runs.log(request.tenant_id, run_id, metrics=body.metrics)
+    logged = services().runs.log(request.tenant_id, run_id, metrics=body.points())
     count("PointsIngested", logged.metrics)
     return {"logged": logged.metrics}
 

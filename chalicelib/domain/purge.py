@@ -256,7 +256,7 @@ class PurgeService:
             run_id = current["run_id"]
             if not self._purge_run(run, current, tally):
                 return False
-            current.update(after_run=run_id, run_id=None, metric_key=None)
+            current.update(after_run=run_id, run_id=None, metric_key=None, run_s3_after=None)
             self._checkpoint(run)
             if not self._still_purgeable(run, current):
                 return True
@@ -265,7 +265,8 @@ class PurgeService:
                 allowance = run.budget.allowance(OBJECT_PAGE)
                 if not allowance:
                     return False
-                count, last = self.store.delete_objects(tenant_id, experiment_id, current["s3_after"], allowance, tally)
+                count, last = self.store.delete_objects(self.store.experiment_objects_prefix(tenant_id, experiment_id),
+                                                        current["s3_after"], allowance, tally)
                 if last:
                     current["s3_after"] = last
                 if count < allowance:
@@ -309,6 +310,16 @@ class PurgeService:
                 return False
             self.store.delete_run_items(tenant_id, run_id, batch, tally)
             if len(items) < DELETE_PAGE and len(batch) == len(doomed):
+                break
+        prefix = self.store.run_objects_prefix(tenant_id, run_id)
+        while prefix is not None:  # the run's artifacts, before the run item that says where they are
+            allowance = budget.allowance(OBJECT_PAGE)
+            if not allowance:
+                return False
+            count, last = self.store.delete_objects(prefix, current.get("run_s3_after"), allowance, tally)
+            if last:
+                current["run_s3_after"] = last
+            if count < allowance:
                 break
         if not budget.allowance(1):
             return False

@@ -5,8 +5,6 @@ words (`PARAM#`, `TAG#`), never the one letter that the tenant prefix `T#` could
 """
 from __future__ import annotations
 
-from typing import Optional
-
 PLATFORM_FOLDER = "_platform"  # the platform's (tenant "") folder in S3 layouts
 
 
@@ -236,25 +234,35 @@ def agent_event_key(tenant_id: str, experiment_id: str, agent_id: int, prefix: s
 ARTIFACT_UPLOAD_PREFIX = "tenants/"  # the EventBridge rule for uploads matches only keys under it
 
 
+def tenant_artifact_root(tenant_id: str) -> str:
+    """Everything under here is the tenant's artifact space; an experiment may put its artifacts anywhere in it."""
+    return f"tenants/{tenant_id}/"
+
+
 def experiment_prefix(tenant_id: str, experiment_id: str) -> str:
-    return f"tenants/{tenant_id}/experiments/{experiment_id}/"
+    """Where an experiment's artifacts go unless it was created with an `artifact_location` of its own."""
+    return f"{tenant_artifact_root(tenant_id)}experiments/{experiment_id}/"
 
 
-def run_artifact_prefix(tenant_id: str, experiment_id: str, run_id: str) -> str:
-    return f"{experiment_prefix(tenant_id, experiment_id)}runs/{run_id}/artifacts/"
+def run_artifact_prefix(experiment_location_prefix: str, run_id: str) -> str:
+    """A run's artifacts, under its experiment's artifact location."""
+    return f"{experiment_location_prefix}runs/{run_id}/artifacts/"
 
 
-def run_artifact_key(tenant_id: str, experiment_id: str, run_id: str, path: str) -> str:
-    return run_artifact_prefix(tenant_id, experiment_id, run_id) + path
+def parse_run_artifact_key(object_key: str) -> list[tuple[str, str, str]]:
+    """The (tenant, run, path) an object key may stand for: `tenants/<tenant>/.../runs/<run>/artifacts/<path>`.
 
-
-def parse_run_artifact_key(object_key: str) -> Optional[tuple[str, str, str, str]]:
-    """(tenant, experiment, run, path) of an object in the run artifact layout, else None."""
-    parts = object_key.split("/", 7)
-    if len(parts) != 8 or parts[0] != "tenants" or parts[2] != "experiments" or parts[4] != "runs" \
-            or parts[6] != "artifacts" or not all(parts[1:8:2]) or not parts[7]:
-        return None
-    return parts[1], parts[3], parts[5], parts[7]
+    An experiment's location may itself contain `runs/<x>/artifacts/`, so every reading is returned,
+    the last one first; the caller keeps the one whose run really has that prefix.
+    """
+    parts = object_key.split("/")
+    if len(parts) < 6 or parts[0] != "tenants" or not parts[1]:
+        return []
+    found = []
+    for i in range(2, len(parts) - 3):
+        if parts[i] == "runs" and parts[i + 2] == "artifacts" and parts[i + 1] and all(parts[i + 3:]):
+            found.append((parts[1], parts[i + 1], "/".join(parts[i + 3:])))
+    return found[::-1]
 
 
 def simulation_prefix(tenant_id: str, experiment_id: str) -> str:

@@ -14,7 +14,8 @@ Where the data is, for one experiment `E` of tenant `T`:
   through the index;
 - metrics table: chunks under `T#T#R#R#M#<key>` for every key named by a `LATEST#` item;
 - directory table: owner records `ID#R` and `ID#E`;
-- S3: everything under `tenants/T/experiments/E/`.
+- S3: each run's artifacts (under its experiment's artifact location), then everything under
+  `tenants/T/experiments/E/`, the experiment's default location.
 
 The purge cursor is a system item of the directory table, the one table whose keys are not led by
 a tenant (it already holds API keys and owner records): `keys.PURGE_CURSOR_KEY`.
@@ -32,6 +33,7 @@ from chalicelib.store.dynamo import Condition, ConditionFailed, SortRange, Table
 from chalicelib.store.runs import BY_EXPERIMENT
 
 if TYPE_CHECKING:
+    from chalicelib.store.artifacts import ArtifactLayout
     from chalicelib.store.objects import ObjectStore
 
 S3_DELETE_LIMIT = 1_000  # DeleteObjects takes at most 1,000 keys
@@ -47,6 +49,7 @@ class PurgeStore:
     metrics: Table
     directory: Table
     objects: ObjectStore
+    layout: ArtifactLayout
 
     # --- cursor -------------------------------------------------------------------------------------
     def load_cursor(self) -> tuple[dict[str, Any], int]:
@@ -146,12 +149,21 @@ class PurgeStore:
             tally.add("runs")
 
     # --- S3 -----------------------------------------------------------------------------------------
-    def delete_objects(self, tenant_id: str, experiment_id: str, start_after: Optional[str], limit: int,
+    def run_objects_prefix(self, tenant_id: str, run_id: str) -> Optional[str]:
+        """Where the run's artifacts are (under its experiment's artifact location); None once it is gone."""
+        item = self.runs.get(keys.run_key(tenant_id, run_id), attributes=("artifact_uri",))
+        return self.layout.key_prefix(item["artifact_uri"]) if item else None
+
+    @staticmethod
+    def experiment_objects_prefix(tenant_id: str, experiment_id: str) -> str:
+        """The experiment's own default prefix (a location chosen by the client may be shared: never swept)."""
+        return keys.experiment_prefix(tenant_id, experiment_id)
+
+    def delete_objects(self, prefix: str, start_after: Optional[str], limit: int,
                        tally: Removed) -> tuple[int, Optional[str]]:
-        """Delete up to `limit` (at most 1,000) objects under the experiment's prefix, listing from
-        `start_after`; returns how many and the last key deleted (None when there were none)."""
-        listed = self.objects.list_keys(keys.experiment_prefix(tenant_id, experiment_id), start_after,
-                                        max(1, min(limit, S3_DELETE_LIMIT)))
+        """Delete up to `limit` (at most 1,000) objects under a prefix, listing from `start_after`;
+        returns how many and the last key deleted (None when there were none)."""
+        listed = self.objects.list_keys(prefix, start_after, max(1, min(limit, S3_DELETE_LIMIT)))
         if not listed:
             return 0, None
         self.objects.delete_keys(listed)

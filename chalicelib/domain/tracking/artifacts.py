@@ -10,7 +10,7 @@ from chalicelib.domain import validation as rules
 from chalicelib.domain.clock import iso
 from chalicelib.domain.errors import InvalidInput, NotFound
 from chalicelib.domain.principals import TENANT_ID_PATTERN
-from chalicelib.domain.tracking.records import Artifact
+from chalicelib.domain.tracking.records import Artifact, Run
 
 if TYPE_CHECKING:
     from chalicelib.domain.tracking.runs import RunService
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 MAX_ARTIFACT_PATH = 1024
-_RECORD_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # experiment and run ids are lower-case ULIDs
+_RECORD_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # run ids are lower-case ULIDs
 
 
 def artifact_path(directory: Optional[str], filename: str) -> str:
@@ -66,28 +66,33 @@ class ArtifactService:
     def register_object(self, object_key: str) -> str:
         """Record an object that landed in S3; returns what was done, for the log. Never raises for bad keys.
 
-        The key is untrusted: tenant, experiment and run are re-derived from it and must name an
-        existing run of that tenant and experiment, whose experiment is active (uploading to a run
-        of a deleted experiment is refused through the API too, and a purged run has no RUN item
-        left). Size and checksum come from S3 itself, not from the event. A repeated event finds
-        the same record and writes nothing.
+        The key is untrusted: tenant and run are re-derived from it and must name an existing run of
+        that tenant whose artifact prefix the key really has, and whose experiment is active
+        (uploading to a run of a deleted experiment is refused through the API too, and a purged
+        run has no RUN item left). Size and checksum come from S3 itself, not from the event. A
+        repeated event finds the same record and writes nothing.
         """
-        parsed = self.store.parse_object_key(object_key)
-        if parsed is None:
+        readings = self.store.readings(object_key)
+        if not readings:
             return "ignored: outside the run artifact layout"
-        tenant_id, experiment_id, run_id, path = parsed
-        if not TENANT_ID_PATTERN.match(tenant_id) or not _RECORD_ID.match(experiment_id) \
-                or not _RECORD_ID.match(run_id):
-            return "ignored: not a tenant, experiment or run id"
-        try:
-            rules.check_relative_path(path)
-        except ValueError:
-            return "ignored: path escapes the run"
-        if len(path) > MAX_ARTIFACT_PATH or any(ch < " " or ch == "\x7f" for ch in path):
-            return "ignored: not a valid artifact path"
-        run = self.runs.find(tenant_id, run_id)
-        if run is None or run.experiment_id != experiment_id:
-            return "ignored: no such run for that tenant and experiment"
+        outcome = "ignored: not a tenant or run id"
+        for tenant_id, run_id, path in readings:
+            if not TENANT_ID_PATTERN.match(tenant_id) or not _RECORD_ID.match(run_id):
+                continue
+            try:
+                rules.check_relative_path(path)
+            except ValueError:
+                return "ignored: path escapes the run"
+            if len(path) > MAX_ARTIFACT_PATH or any(ch < " " or ch == "\x7f" for ch in path):
+                return "ignored: not a valid artifact path"
+            run = self.runs.find(tenant_id, run_id)
+            if run is None or not self.store.holds(run, object_key, path):
+                outcome = "ignored: no such run for that tenant and experiment"
+                continue
+            return self._register(run, path)
+        return outcome
+
+    def _register(self, run: Run, path: str) -> str:
         if not self.runs.writable(run):
             return "ignored: the run's experiment is deleted"
         info = self.store.head_object(run, path)

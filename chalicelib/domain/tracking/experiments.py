@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Optional, Protocol
 
 from chalicelib.domain.clock import new_id, now_iso
 from chalicelib.domain.errors import Conflict, InvalidInput
@@ -17,18 +17,31 @@ if TYPE_CHECKING:
 MAX_PAGE = 1_000
 
 
+class ArtifactLocations(Protocol):
+    """Where artifacts go (implemented by chalicelib.store.artifacts.ArtifactLayout): the store owns the layout."""
+
+    def experiment_location(self, tenant_id: str, experiment_id: str, requested: Optional[str]) -> str:
+        """The experiment's location URI; a ValueError says why `requested` cannot be used."""
+
+    def run_location(self, experiment_location: str, run_id: str) -> str: ...
+
+
 @dataclass
 class ExperimentService:
     store: ExperimentStore
     owners: Owners
-    artifact_location: Callable[[str, str], str]  # (tenant, experiment id) -> URI; the store owns the layout
+    locations: ArtifactLocations
 
     def create(self, tenant_id: str, request: ExperimentCreate) -> Experiment:
         experiment_id = new_id()
         now = now_iso()
+        try:
+            location = self.locations.experiment_location(tenant_id, experiment_id, request.artifact_location)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from exc
         exp = Experiment(
             tenant_id=tenant_id, id=experiment_id, name=request.name, description=request.description,
-            artifact_location=self.artifact_location(tenant_id, experiment_id),
+            artifact_location=location,
             lifecycle_stage=ACTIVE, tags=dict(request.tags), created_at=now, updated_at=now,
         )
         self.store.create(exp)

@@ -39,6 +39,7 @@ def _check_name(name: Optional[str]) -> Optional[str]:
 class ExperimentCreate(_Request):
     name: Name
     description: Description = ""
+    artifact_location: Optional[Annotated[StrictStr, Field(min_length=1, max_length=1_024)]] = None
     tags: dict[Key, TagValue] = Field(default_factory=dict, max_length=rules.MAX_BATCH_TAGS)
 
     _name = field_validator("name")(_check_name)
@@ -87,7 +88,21 @@ class KeyValue(_Request):
 
 
 class LogMetrics(_Request):
-    metrics: list[MetricIn] = Field(max_length=rules.MAX_BATCH_METRICS)
+    """The reference's log-metrics: `{name: value}` logged at one `step` (default 0) and `timestamp` (default now)."""
+
+    metrics: dict[Key, Any] = Field(max_length=rules.MAX_BATCH_METRICS)
+    step: Step = 0
+    timestamp: Optional[EpochMillis] = None
+
+    @field_validator("metrics")
+    @classmethod
+    def _values(cls, metrics: dict[str, Any]) -> dict[str, float]:
+        return {key: rules.metric_value(value) for key, value in metrics.items()}
+
+    def points(self) -> list[MetricIn]:
+        # every field was validated above: build the points without checking them a second time
+        return [MetricIn.model_construct(key=key, value=value, step=self.step, timestamp=self.timestamp)
+                for key, value in self.metrics.items()]
 
 
 class LogParams(_Request):
@@ -124,7 +139,7 @@ class RunEnd(_Request):
 
 class CompareRuns(_Request):
     run_ids: list[Annotated[StrictStr, Field(min_length=1, max_length=64)]] = Field(min_length=2, max_length=10)
-    metric_keys: Optional[list[Key]] = Field(default=None, max_length=100)
+    metrics: Optional[list[Key]] = Field(default=None, max_length=100)  # every key of the runs when left out
 
     @field_validator("run_ids")
     @classmethod

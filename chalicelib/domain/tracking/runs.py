@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from chalicelib.domain.clock import new_id, now_iso, now_ms
 from chalicelib.domain.errors import Conflict, InvalidInput, StaleRecord
@@ -39,7 +39,6 @@ class RunService:
     experiments: ExperimentService
     chunks: MetricChunkStore
     owners: Owners
-    artifact_uri: Callable[[str, str, str], str]  # (tenant, experiment id, run id) -> URI
 
     def create(self, tenant_id: str, request: RunCreate) -> Run:
         exp = self.experiments.require_active(tenant_id, request.experiment_id)
@@ -47,7 +46,8 @@ class RunService:
         run = Run(
             tenant_id=tenant_id, id=run_id, experiment_id=exp.id, name=request.name or f"run-{run_id[-8:]}",
             description=request.description, status="RUNNING", start_time=now_iso(), end_time=None,
-            artifact_uri=self.artifact_uri(tenant_id, exp.id, run_id), tags=dict(request.tags),
+            artifact_uri=self.experiments.locations.run_location(exp.artifact_location, run_id),
+            tags=dict(request.tags),
         )
         self.store.create(run)
         return run
@@ -161,7 +161,7 @@ class RunService:
                 }
                 for r in runs
             ],
-            "metric_keys": keys,
+            "metrics": keys,
             "params_differing": differing,
         }
 
