@@ -33,7 +33,11 @@ run: $(STAMP)
 	$(PY) -m devstack
 
 # DefinitionUri is relative to the template: `aws cloudformation package` looks for the ASL next to sam.json
+# open mode lets requests without a key in: a package carrying it in its environment is refused
 package: $(STAMP)
+	@if [ -n "$$AGORA_OPEN_TENANT" ] || grep -q AGORA_OPEN_TENANT .chalice/config.json; then \
+		echo "make package: AGORA_OPEN_TENANT is for the local stack only; unset it and remove it from .chalice/config.json" >&2; \
+		exit 1; fi
 	rm -rf $(BUILD)
 	AWS_DEFAULT_REGION=$(PACKAGE_REGION) $(VENV)/bin/chalice package --stage $(STAGE) \
 		--merge-template infra/template.json $(BUILD)

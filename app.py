@@ -5,6 +5,7 @@ from chalicelib.api.auth import auth
 from chalicelib.api.billing import billing_bp
 from chalicelib.api.http import MULTIPART, rewrite_chalice_errors
 from chalicelib.api.openapi import openapi_bp
+from chalicelib.api.sim_agents import sim_agents_bp
 from chalicelib.api.sim_configs import sim_configs_bp
 from chalicelib.api.sim_experiments import sim_experiments_bp
 from chalicelib.api.sim_runs import sim_runs_bp
@@ -21,7 +22,6 @@ app.api.binary_types.append(MULTIPART)
 app.register_middleware(observe, "all")
 app.register_middleware(rewrite_chalice_errors, "http")
 
-for blueprint in (auth, openapi_bp, experiments_bp, runs_bp, artifacts_bp, uploads_bp, sim_configs_bp, sim_runs_bp,
-                  sim_experiments_bp,
-                  simulation_bp, billing_bp, purge_bp):
+for blueprint in (auth, openapi_bp, experiments_bp, runs_bp, artifacts_bp, uploads_bp, sim_configs_bp, sim_agents_bp,
+                  sim_runs_bp, sim_experiments_bp, simulation_bp, billing_bp, purge_bp):
     app.register_blueprint(blueprint)

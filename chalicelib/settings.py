@@ -30,6 +30,8 @@ BUCKET = "AGORA_BUCKET"
 TOKEN_SECRET = "AGORA_TOKEN_SECRET"
 ADMIN_KEY = "AGORA_ADMIN_KEY"
 LOCAL_TENANTS = "AGORA_LOCAL_TENANTS"
+OPEN_TENANT = "AGORA_OPEN_TENANT"  # the local stack's open mode; a deployed function refuses to start with it
+LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"  # set by the Lambda runtime, never locally
 RETENTION_DAYS = "AGORA_RETENTION_DAYS"
 # JSON, e.g. {"llm_input_token": "3.0", "llm_output_token": "3.0", "run_time": "0.001"}
 BILLING_RATES = "AGORA_BILLING_RATES"
@@ -101,6 +103,9 @@ class Settings:
 
     @classmethod
     def from_environ(cls) -> Settings:
+        if os.environ.get(OPEN_TENANT, "").strip() and os.environ.get(LAMBDA_FUNCTION_NAME):
+            raise SettingsError(f"{OPEN_TENANT} lets requests without a key in: it is for the local stack only, "
+                                "never for a deployed function")
         launcher = os.environ.get(ENGINE_LAUNCHER, "").strip() or "process"
         if launcher not in ("process", "ecs"):
             raise SettingsError(f"{ENGINE_LAUNCHER} must be 'process' or 'ecs', got {launcher!r}")

@@ -120,7 +120,8 @@ class Services:
     @cached_property
     def configs(self) -> ConfigService:
         return ConfigService(self.simulation_store, self.directory,
-                             ConfigSecrets(self.client("kms"), self.settings.config_key_id), self.sim_objects)
+                             ConfigSecrets(self.client("kms"), self.settings.config_key_id), self.sim_objects,
+                             PageTokens(self.settings.token_secret))
 
     @cached_property
     def billing(self) -> BillingService:

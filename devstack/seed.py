@@ -31,15 +31,17 @@ def seed_platform_configs(container: Services) -> dict[str, str]:
         "llm": ConfigBody(name="Built-in rule-based mind", description="No network, deterministic",
                           config=[{"provider": "builtin", "model": "builtin", "api_key": ""}]),
         "agent": ConfigBody(name="50 citizens", description="Adults of a small town",
-                            config={"citizens": [{"agent_class": "citizen", "number": 50, "memory_distributions": {
-                                "age": {"dist": "uniform_int", "min": 18, "max": 70},
-                                "gender": {"dist": "choice", "choices": ["female", "male"]}}}]}),
+                            config={"citizens": [{"agent_class": "SocietyAgent", "number": 50, "memory_distributions": {
+                                "age": {"dist_type": "uniform_int", "min_value": 18, "max_value": 70},
+                                "gender": {"dist_type": "choice", "choices": ["female", "male"]}}}]}),
         "map": ConfigBody(name="Agora City", description="A small default city", config={"file_path": map_path}),
         "workflow": ConfigBody(name="One day", description="Simulate one day, then ask a question", config=[
             {"type": "run", "days": 1},
-            {"type": "survey", "survey": survey.id},
-            {"type": "interview", "question": "How was your day?"},
-            {"type": "save_context", "save_as": "final_status", "target": "status"}]),
+            {"type": "survey", "survey": survey.id, "target_agent": {"agent_class": ["SocietyAgent"]}},
+            {"type": "interview", "interview_message": "How was your day?",
+             "target_agent": {"agent_class": ["SocietyAgent"]}},
+            {"type": "save_context", "key": "happiness", "save_as": "final_happiness",
+             "target_agent": {"agent_class": ["SocietyAgent"]}}]),
     }
     ids = {"survey": survey.id}
     for kind, body in bodies.items():

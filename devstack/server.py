@@ -100,10 +100,11 @@ def _start(api_port: int, moto_port: int, stage: str, stoppers: list[Callable[[]
     import boto3
 
     from chalicelib import wiring
+    from chalicelib.domain.principals import new_api_key
     from devstack import moto_bridge
     from devstack.resources import create_resources
     from devstack.seed import credit_local_tenants, seed_platform_configs
-    from devstack.tenants import seed_keys
+    from devstack.tenants import open_tenant, seed_keys
 
     session = boto3.session.Session()
     os.environ.update(create_resources(session))
@@ -121,7 +122,8 @@ def _start(api_port: int, moto_port: int, stage: str, stoppers: list[Callable[[]
     state_machines, machine_env = create_state_machines(session, functions)
     os.environ.update(machine_env)
 
-    api_server = _local_server(app, config, api_port)  # binds now: the real port is known from here on
+    open_key = new_api_key() if open_tenant() is not None else None
+    api_server = _local_server(app, config, api_port, open_key)  # binds now: the real port is known from here on
     stoppers.append(api_server.server.server_close)
     api_port = api_server.server.server_address[1]
     api_url = f"http://{HOST}:{api_port}"
@@ -130,9 +132,9 @@ def _start(api_port: int, moto_port: int, stage: str, stoppers: list[Callable[[]
             os.environ[name] = value
     wiring.reset()
 
-    keys = seed_keys(wiring.services().directory)
+    keys = seed_keys(wiring.services().directory, open_key)
     platform_configs = seed_platform_configs(wiring.services())
-    credit_local_tenants(wiring.services(), keys.tenants)
+    credit_local_tenants(wiring.services(), [*keys.tenants, *([keys.open_tenant] if keys.open_tenant else [])])
 
     thread = threading.Thread(target=api_server.server.serve_forever, name="agora-api", daemon=True)
     thread.start()
@@ -203,12 +205,16 @@ def _chalice_config(stage: str) -> Any:
     return CLIFactory(project_dir=str(ROOT), environ=os.environ).create_config_obj(chalice_stage_name=stage)
 
 
-def _local_server(app: Any, config: Any, port: int) -> Any:
-    from chalice.local import CustomLocalChalice, LocalDevServer, create_local_server
+def _local_server(app: Any, config: Any, port: int, open_key: Optional[str]) -> Any:
+    """`chalice local`'s server with Agora's front (devstack.gateway): the deployed gateway's errors, open mode."""
+    from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer
 
-    if isinstance(app, CustomLocalChalice):  # already converted by an earlier start() in this process
-        return LocalDevServer(app, config, HOST, port)
-    return create_local_server(app, config, HOST, port)
+    from devstack.gateway import handler_class
+
+    if not isinstance(app, CustomLocalChalice):  # what chalice's create_local_server does, once per process
+        CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
+        app.__class__ = CustomLocalChalice
+    return LocalDevServer(app, config, HOST, port, handler_cls=handler_class(open_key))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,6 +390,9 @@ def banner(stack: LocalStack) -> str:
         lines.append(f"  admin key  {keys.admin_key}")
     else:
         lines.append(f"  admin key  from {settings.ADMIN_KEY}")
+    if keys.open_tenant:
+        lines.append(f"  open mode  requests without a key act as tenant {keys.open_tenant!r} "
+                     f"({settings.OPEN_TENANT})")
     if stack.platform_configs:
         lines.append(f"  configs    platform {', '.join(sorted(stack.platform_configs))} (tenant \"\")")
     lines.append(f"  try        curl -H 'Authorization: Bearer {example_key}' {stack.api_url}/api/v1/experiments")

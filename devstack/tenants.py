@@ -1,9 +1,10 @@
-"""Local tenants and the admin key: from AGORA_LOCAL_TENANTS / AGORA_ADMIN_KEY, or generated and printed."""
+"""Local tenants and the admin key: from AGORA_LOCAL_TENANTS / AGORA_ADMIN_KEY, or generated and printed;
+and open mode's tenant (AGORA_OPEN_TENANT), whose key never leaves this process."""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from chalicelib import settings
 from chalicelib.domain.principals import ADMIN, TENANT, Principal, check_tenant_id, hash_api_key, new_api_key
@@ -20,6 +21,7 @@ class LocalKeys:
     admin_key: str
     admin_generated: bool
     tenants_generated: bool
+    open_tenant: Optional[str] = None  # requests without credentials act as this tenant (open mode)
 
 
 def parse_local_tenants(text: str) -> dict[str, str]:
@@ -32,8 +34,14 @@ def parse_local_tenants(text: str) -> dict[str, str]:
     return tenants
 
 
-def seed_keys(directory: Directory) -> LocalKeys:
-    """Store the local keys hashed, exactly as production does."""
+def open_tenant() -> Optional[str]:
+    """The tenant of open mode, or None when it is off (the default)."""
+    tenant = os.environ.get(settings.OPEN_TENANT, "").strip()
+    return check_tenant_id(tenant) if tenant else None
+
+
+def seed_keys(directory: Directory, open_key: Optional[str] = None) -> LocalKeys:
+    """Store the local keys hashed, exactly as production does; `open_key` is open mode's key."""
     tenants = parse_local_tenants(os.environ.get(settings.LOCAL_TENANTS, ""))
     tenants_generated = not tenants
     if tenants_generated:
@@ -44,4 +52,7 @@ def seed_keys(directory: Directory) -> LocalKeys:
     for tenant, key in tenants.items():
         directory.put_api_key(hash_api_key(key), Principal(tenant, TENANT), label="local")
     directory.put_api_key(hash_api_key(admin_key), Principal("", ADMIN), label="local admin")
-    return LocalKeys(tenants, admin_key, admin_generated, tenants_generated)
+    tenant = open_tenant()
+    if tenant is not None and open_key is not None:
+        directory.put_api_key(hash_api_key(open_key), Principal(tenant, TENANT), label="local open mode")
+    return LocalKeys(tenants, admin_key, admin_generated, tenants_generated, tenant)

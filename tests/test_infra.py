@@ -354,3 +354,18 @@ def test_create_key_reads_the_directory_table_from_the_stack_and_makes_admins(aw
 def test_create_key_refuses_a_malformed_tenant_id(aws, capsys):
     assert admin.main(["create-key", "--table", "any", "--tenant", "Not A Tenant"], session=aws) == 2
     assert "tenant id" in capsys.readouterr().err
+
+
+def test_open_mode_is_refused_by_make_package_and_by_a_deployed_function(tmp_path, monkeypatch):
+    env = {**os.environ, "AGORA_OPEN_TENANT": "default"}
+    done = subprocess.run(["make", "--no-print-directory", "package", f"BUILD={tmp_path / 'build'}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode != 0 and "AGORA_OPEN_TENANT is for the local stack only" in done.stderr
+    assert not (tmp_path / "build").exists()
+
+    from chalicelib import settings
+
+    monkeypatch.setenv(settings.OPEN_TENANT, "default")
+    monkeypatch.setenv(settings.LAMBDA_FUNCTION_NAME, "agora-prod-api")
+    with pytest.raises(settings.SettingsError, match="local stack only"):
+        settings.Settings.from_environ()

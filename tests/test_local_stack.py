@@ -5,6 +5,7 @@ rest of the suite (which runs moto in-process with `mock_aws`).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -29,9 +30,25 @@ STARTUP_TIMEOUT = 30
 
 @pytest.fixture
 def stack_url() -> Iterator[str]:
+    with running_stack({}) as url:
+        yield url
+
+
+@pytest.fixture
+def open_stack_url() -> Iterator[str]:
+    """The stack in open mode, as AgentSociety's open-source UI needs it."""
+    with running_stack({"AGORA_OPEN_TENANT": "default"}) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_stack(extra_env: dict[str, str]) -> Iterator[str]:
     env = {**os.environ, "PORT": "0", "MOTO_PORT": "0", "PYTHONUNBUFFERED": "1",
-           "AGORA_LOCAL_TENANTS": ",".join(f"{t}:{k}" for t, k in KEYS.items()), "AGORA_ADMIN_KEY": ADMIN_KEY}
+           "AGORA_LOCAL_TENANTS": ",".join(f"{t}:{k}" for t, k in KEYS.items()), "AGORA_ADMIN_KEY": ADMIN_KEY,
+           **extra_env}
     env.pop("AWS_ENDPOINT_URL", None)
+    if "AGORA_OPEN_TENANT" not in extra_env:
+        env.pop("AGORA_OPEN_TENANT", None)
     with tempfile.TemporaryFile(mode="w+") as stderr:
         proc = subprocess.Popen([sys.executable, "-m", "devstack"], cwd=ROOT, env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=stderr)
@@ -162,3 +179,41 @@ def test_simulations_on_the_local_stack(stack_url: str) -> None:
     assert again.status_code == 409
     log = requests.get(f"{stack_url}/api/run-experiments/{external}/log", headers=auth, timeout=10).text
     assert "external engine" in log
+
+
+def test_without_open_mode_a_request_without_a_key_is_401_detail_and_an_unknown_route_404(stack_url: str) -> None:
+    for method, path in (("get", "/api/agent-templates"), ("get", "/api/v1/experiments/search"),
+                         ("post", "/api/run-experiments")):
+        response = getattr(requests, method)(stack_url + path, timeout=10)
+        assert response.status_code == 401 and response.json() == {
+            "detail": "missing or unknown API key: send 'Authorization: Bearer <key>'"}, path
+    unknown = requests.get(f"{stack_url}/api/no-such-route", timeout=10)
+    assert unknown.status_code == 404 and unknown.json() == {"detail": "Not Found"}
+    keyed = requests.get(f"{stack_url}/api/no-such-route", headers={"Authorization": "Bearer x"}, timeout=10)
+    assert keyed.status_code == 404 and keyed.json() == {"detail": "Not Found"}
+    public = requests.get(f"{stack_url}/api/agent-param?agent_type=citizen&agent_class=SocietyAgent", timeout=10)
+    assert public.status_code == 200  # AgentSociety's UI asks this one without a key in every build
+
+
+def test_open_mode_serves_requests_without_a_key_as_its_tenant_and_keys_as_theirs(open_stack_url: str) -> None:
+    url = open_stack_url
+    created = requests.post(f"{url}/api/agent-templates", timeout=10, json={
+        "name": "open", "agent_type": "citizen", "agent_class": "SocietyAgent", "memory_distributions": {}})
+    assert created.status_code == 200, created.text
+    assert created.json()["data"]["tenant_id"] == "default"
+    keyed = {"Authorization": f"Bearer {KEYS['tenant-a']}"}
+    assert requests.get(f"{url}/api/agent-templates", headers=keyed, timeout=10).json()["data"] == []
+    mine = requests.get(f"{url}/api/agent-templates", timeout=10).json()["data"]
+    assert [t["id"] for t in mine] == [created.json()["data"]["id"]]
+    bad = requests.get(f"{url}/api/agent-templates", headers={"Authorization": "Bearer wrong"}, timeout=10)
+    assert bad.status_code == 401 and "detail" in bad.json()  # a key of its own is never replaced
+    assert requests.get(f"{url}/api/account", timeout=10).json()["data"]["balance"]  # credited like local tenants
+    # a download form with its own authorization field acts as that key's tenant, one without as open mode's
+    listed = requests.get(f"{url}/api/map-configs", timeout=10).json()["data"]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    anonymous = requests.post(f"{url}/api/map-configs/{listed[0]['id']}/export", headers=form, data="",
+                              allow_redirects=False, timeout=10)
+    assert anonymous.status_code == 303
+    wrong = requests.post(f"{url}/api/map-configs/{listed[0]['id']}/export", headers=form,
+                          data="authorization=Bearer+wrong", allow_redirects=False, timeout=10)
+    assert wrong.status_code == 401

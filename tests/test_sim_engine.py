@@ -161,8 +161,10 @@ def test_zero_tick_steps_answer_change_and_save() -> None:
         assert r["score"] in range(1, 11) and isinstance(r["employed"], bool) and isinstance(r["why"], str)
     assert set(answers[0].to_json()) == {"id", "day", "t", "survey_id", "result"}
     interview = [d for d in first.dialogs if d.t == 8 * 3600 + 600.0]  # the ticks' talk came earlier
-    assert [(d.agent_id, d.type) for d in interview] == [(3, 2), (3, 1), (4, 2), (4, 1)]
-    assert interview[0].content == "How do you feel about your job?" and interview[1].speaker == "3"
+    # AgentSociety's rows: the question (type 2, speaker "user"), then the answer (type 2, speaker "")
+    assert [(d.agent_id, d.type, d.speaker) for d in interview] == [(3, 2, "user"), (3, 2, ""), (4, 2, "user"),
+                                                                    (4, 2, "")]
+    assert interview[0].content == "How do you feel about your job?" and interview[1].content
     assert set(first.artifacts) == {"after-crisis", "people", "numbers", "answers"}
     assert len(first.artifacts["after-crisis"]["agents"]) == 20 and len(first.artifacts["people"]) == 20
     assert first.artifacts["numbers"]["step"] == 2 and "mean_happiness" in first.artifacts["numbers"]["metrics"]
@@ -201,14 +203,16 @@ def test_inbox_dialogs_and_surveys_are_answered_and_reported() -> None:
     user = [d for d in result.dialogs if d.type == 2]
     assert user[0].to_json() == {"id": 3, "day": 0, "t": 28000.0, "type": 2, "speaker": "user",
                                  "content": "How is your money situation?"}
-    reply = [d for d in result.dialogs if d.agent_id == 3 and d.speaker == "3" and d.t == 28800.0]
+    # the answer: type 2 with speaker "" (the agent), at the instant of the tick that answered it
+    reply = [d for d in result.dialogs if d.agent_id == 3 and d.type == 2 and d.speaker == "" and d.t == 28800.0]
     assert reply and "savings" in reply[0].content
-    assert [(a.agent_id, a.survey_id) for a in result.survey_answers] == [(4, "survey-9")]
-    assert any("no agent 99" in line for line in result.log_lines)
+    # a survey sent from the replay keeps the instant it was sent at, where the replay shows it
+    assert [(a.agent_id, a.survey_id, a.day, a.t) for a in result.survey_answers] == [(4, "survey-9", 0, 28000.0)]
+    assert any("agent 99 is not in the simulation" in line for line in result.log_lines)
     assert any("s-2" in line and "not a usable survey" in line for line in result.log_lines)
     run_all(sim)
     late = sim.advance(inbox=Inbox(dialogs=[PendingDialog("d-3", 1, 0, 0.0, "Still there?")]))
-    assert late.processed_inbox_ids == ["d-3"] and [d.type for d in late.dialogs] == [2, 1]  # done: answered now
+    assert late.processed_inbox_ids == ["d-3"] and [d.type for d in late.dialogs] == [2, 2]  # done: answered now
 
 
 def test_profiles_follow_distributions_and_explicit_profiles_win() -> None:
@@ -273,7 +277,7 @@ def test_llm_mind_counts_tokens_and_sends_the_key_only_in_the_header() -> None:
         assert call["headers"]["Authorization"] == "Bearer sk-secret-123"
         assert "sk-secret-123" not in json.dumps(call["body"]) + call["path"]
     assert "sk-secret-123" not in as_json(results) + repr(sim.spec)
-    answers = [d for d in flat(results, "dialogs") if d.type == 1]
+    answers = [d for d in flat(results, "dialogs") if d.type == 2 and d.speaker == ""]
     assert [d.content for d in answers[:2]] == ["Things are fine, thanks."] * 2
     (survey,) = flat(results, "survey_answers")
     assert survey.result["satisfied"] == "Satisfied"  # matched to the choice's own spelling

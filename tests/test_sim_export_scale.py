@@ -9,9 +9,8 @@ import tracemalloc
 import zipfile
 
 from tests.conftest import auth
-from tests.sim_helpers import make_configs
+from tests.sim_helpers import download, make_configs
 from tests.test_sim_export_helpers import CountingSink, synthetic_simulation
-from tests.test_sim_results import _download
 from tests.test_sim_runs import launch, wait_for_end
 
 
@@ -29,7 +28,7 @@ def test_export_of_200_agents_over_2_days_file_by_file(sim_client):
 
     response = sim_client.http.post(f"/api/experiments/{exp_id}/export", headers=auth())
     assert response.status_code == 303
-    archive = zipfile.ZipFile(io.BytesIO(_download(sim_client, response.headers["Location"])))
+    archive = zipfile.ZipFile(io.BytesIO(download(response.headers["Location"])))
     assert archive.namelist() == ["experiment.yaml", "metrics.json", "artifacts.json", "agent_profile.csv",
                                   "agent_status.csv", "agent_survey.csv", "agent_dialog.csv", "global_prompt.csv",
                                   "metric.csv"]
@@ -38,7 +37,7 @@ def test_export_of_200_agents_over_2_days_file_by_file(sim_client):
         with archive.open(name) as raw:
             return list(csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8", newline="")))
 
-    ticks = 2 * 288
+    ticks = 2 * 288 + 1  # and the snapshot at the end, where the survey's answers are stamped
     assert "status: 2" in archive.read("experiment.yaml").decode()
     metrics = json.loads(archive.read("metrics.json"))
     assert all(len(points) == ticks for points in metrics.values())
@@ -51,6 +50,8 @@ def test_export_of_200_agents_over_2_days_file_by_file(sim_client):
     assert all(json.loads(r["status"]) is not None for r in statuses[:1000])
     surveys = rows("agent_survey.csv")
     assert len(surveys) == 200 and all(isinstance(json.loads(s["result"]), dict) for s in surveys)
+    last = (statuses[-1]["day"], statuses[-1]["t"])
+    assert last == ("2", "28800.0") and {(s["day"], s["t"]) for s in surveys} == {last}  # on the timeline
     dialogs = rows("agent_dialog.csv")
     assert dialogs and set(dialogs[0]) == {"id", "day", "t", "type", "speaker", "content", "created_at"}
     assert len(rows("global_prompt.csv")) == ticks

@@ -5,13 +5,12 @@ import csv
 import io
 import json
 import zipfile
-from urllib.parse import urlparse
 
 import pytest
 
 from tests import tables
 from tests.conftest import KEYS, auth
-from tests.sim_helpers import call, make_configs
+from tests.sim_helpers import call, download, make_configs
 from tests.test_sim_runs import launch, report, wait_for_end, wait_until
 
 WORKFLOW = [{"type": "step", "steps": 24}, {"type": "interview", "question": "How are you?"},
@@ -50,13 +49,14 @@ def test_experiment_views_list_get_and_platform_visibility(sim_client, finished)
 
 def test_timeline_metrics_prompt_and_agent_views(sim_client, finished):
     timeline = get(sim_client, f"/api/experiments/{finished}/timeline").json_body["data"]
-    assert len(timeline) == 24 and timeline == sorted(timeline, key=lambda i: (i["day"], i["t"]))
+    # 24 ticks and the snapshot after them, where the interview and save_context happened
+    assert len(timeline) == 25 and timeline == sorted(timeline, key=lambda i: (i["day"], i["t"]))
     assert timeline[0] == {"day": 0, "t": 28800.0}
 
     metrics = get(sim_client, f"/api/experiments/{finished}/metrics").json_body["data"]
     assert {"mean_happiness", "employment_rate", "consumption", "dialog_count"} <= set(metrics)
     steps = [m["step"] for m in metrics["mean_happiness"]]
-    assert steps == sorted(steps) and len(steps) == 24
+    assert steps == sorted(steps) and len(steps) == 25
     assert set(metrics["mean_happiness"][0]) == {"key", "value", "step"}
 
     profiles = get(sim_client, f"/api/experiments/{finished}/agents/-/profile").json_body["data"]
@@ -163,7 +163,8 @@ def test_the_builtin_engine_answers_a_user_message_on_its_next_tick(sim_client, 
     dialogs = get(sim_client, f"/api/experiments/{exp_id}/agents/{agent}/dialog").json_body["data"]
     user = [d for d in dialogs if d["type"] == 2 and d["content"] == "Are you happy?"]
     assert user, dialogs
-    assert any(d["type"] in (0, 1) and (d["day"], d["t"]) >= (user[0]["day"], user[0]["t"]) for d in dialogs)
+    answers = [d for d in dialogs if d["type"] == 2 and d["speaker"] == ""]  # the agent's answer, as AgentSociety
+    assert answers and (answers[0]["day"], answers[0]["t"]) >= (user[0]["day"], user[0]["t"])
     assert wiring.services().agent_data.pending("tenant-a", exp_id) == []
 
 
@@ -189,21 +190,10 @@ def test_delete_refuses_a_running_experiment_and_removes_everything_else(sim_cli
     assert container.runs.find("tenant-a", exp.tracking_run_id) is None
 
 
-def _download(sim_client, url):
-    from chalicelib import wiring
-
-    parsed = urlparse(url)
-    container = wiring.services()
-    key = parsed.path.lstrip("/")
-    if key.startswith(container.settings.bucket + "/"):
-        key = key[len(container.settings.bucket) + 1:]
-    return container.s3.get_object(Bucket=container.settings.bucket, Key=key)["Body"].read()
-
-
 def test_export_zip_layout_file_by_file(sim_client, finished):
     response = sim_client.http.post(f"/api/experiments/{finished}/export", headers=auth())
     assert response.status_code == 303, response.body
-    archive = zipfile.ZipFile(io.BytesIO(_download(sim_client, response.headers["Location"])))
+    archive = zipfile.ZipFile(io.BytesIO(download(response.headers["Location"])))
     names = archive.namelist()
     assert names == ["experiment.yaml", "metrics.json", "artifacts.json", "agent_profile.csv", "agent_status.csv",
                      "agent_dialog.csv", "global_prompt.csv", "metric.csv"]  # no survey step: no survey file
@@ -219,10 +209,10 @@ def test_export_zip_layout_file_by_file(sim_client, finished):
     profiles = rows("agent_profile.csv")
     assert len(profiles) == 8 and isinstance(json.loads(profiles[0]["profile"]), dict)
     statuses = rows("agent_status.csv")
-    assert len(statuses) == 8 * 24
+    assert len(statuses) == 8 * 25
     assert list(statuses[0]) == ["id", "day", "t", "lng", "lat", "parent_id", "action", "status", "created_at"]
     assert isinstance(json.loads(statuses[0]["status"]), dict)  # JSON, not Python repr
-    assert len(rows("global_prompt.csv")) == 24
+    assert len(rows("global_prompt.csv")) == 25
     metric = rows("metric.csv")
     assert list(metric[0]) == ["id", "key", "value", "step", "created_at"]
     assert len(metric) == sum(len(v) for v in json.loads(archive.read("metrics.json")).values())
@@ -252,5 +242,5 @@ def test_artifacts_download_is_404_without_save_context(sim_client):
     assert response.status_code == 404 and response.json_body["detail"] == "Artifacts not found"
     # an export without artifacts leaves artifacts.json out rather than failing
     export = sim_client.http.post(f"/api/experiments/{exp_id}/export", headers=auth())
-    archive = zipfile.ZipFile(io.BytesIO(_download(sim_client, export.headers["Location"])))
+    archive = zipfile.ZipFile(io.BytesIO(download(export.headers["Location"])))
     assert "artifacts.json" not in archive.namelist() and "agent_status.csv" in archive.namelist()

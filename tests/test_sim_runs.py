@@ -62,27 +62,29 @@ def test_a_builtin_run_finishes_with_metrics_and_agent_data(sim_client):
     exp = wait_for_end(sim_client, exp_id)
     assert exp.status == 2 and exp.error == ""
     assert (exp.cur_day, exp.cur_t) == (0, 8 * 3600 + 30 * 300)
-    assert exp.ticks_done == 30
+    assert exp.ticks_done == 31  # 30 ticks, then the snapshot where the interview's answers are stamped
     wait_until(lambda: execution_status(exp) == "SUCCEEDED")
     assert call(sim_client, "get", f"/api/run-experiments/{exp_id}/status").json_body["data"] == "Terminated"
 
     data = wiring.services().agent_data
     timeline = data.timeline("tenant-a", exp_id)
-    assert len(timeline) == 30  # ticks are recorded at their start: the first one is the initial instant
-    assert timeline[0] == {"day": 0, "t": 28800.0}
+    assert len(timeline) == 31  # ticks are recorded at their start: the first one is the initial instant
+    assert timeline[0] == {"day": 0, "t": 28800.0} and timeline[-1] == {"day": 0, "t": 28800.0 + 30 * 300}
     instant = data.instant("tenant-a", exp_id, 0, 28800.0 + 300)
     assert sorted(s["id"] for s in instant["statuses"]) == sorted(p["id"] for p in data.profiles("tenant-a", exp_id))
     assert len(data.profiles("tenant-a", exp_id)) == 10
     agent = data.profiles("tenant-a", exp_id)[0]["id"]
-    assert len(data.agent_statuses("tenant-a", exp_id, agent)) == 30
-    assert any(d["content"] for d in data.agent_dialogs("tenant-a", exp_id, agent))
+    assert len(data.agent_statuses("tenant-a", exp_id, agent)) == 31
+    answers = [d for d in data.agent_dialogs("tenant-a", exp_id, agent) if d["type"] == 2]
+    # the interview: question (speaker "user") and answer (speaker ""), at the last instant of the timeline
+    assert [(d["speaker"], d["day"], d["t"]) for d in answers] == [("user", 0, 37800.0), ("", 0, 37800.0)]
 
     run = wiring.services().runs.get("tenant-a", exp.tracking_run_id)
     assert run.status == "FINISHED"
     assert {"mean_happiness", "employment_rate", "consumption", "dialog_count"} <= set(run.latest)
     history = sim_client.http.get(f"/api/v1/experiments/runs/{run.id}/metrics/mean_happiness?limit=1000",
                                   headers=auth()).json_body
-    assert len(history["points"]) == 30
+    assert len(history["points"]) == 31
     assert wiring.services().sim_objects.load_artifacts("tenant-a", exp_id)["end"]
     log = call(sim_client, "get", f"/api/run-experiments/{exp_id}/log")
     assert log.status_code == 200 and "prepared 10 agents" in log.body.decode()

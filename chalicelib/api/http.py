@@ -78,6 +78,7 @@ class Request:
         self.principal = principal
         self._body_model = body_model
         self._body_limit = body_limit
+        self._parts: Optional[list[tuple[str, Optional[str], bytes, str]]] = None
 
     @property
     def tenant_id(self) -> str:
@@ -109,6 +110,27 @@ class Request:
 
     def multipart_file(self, field: str, max_bytes: int) -> tuple[str, bytes, str]:
         """(filename, content, content type) of one file field of a multipart/form-data body."""
+        for name, filename, payload, content_type in self._multipart_parts(field, max_bytes):
+            if name == field and filename is not None:
+                if not filename:
+                    raise InvalidInput(f"multipart field {field!r} has no filename")
+                return filename, payload, content_type
+        raise InvalidInput(f"multipart body has no file field named {field!r}")
+
+    def multipart_text(self, field: str, max_bytes: int) -> Optional[str]:
+        """A text field of a multipart/form-data body (None when absent)."""
+        for name, filename, payload, _ in self._multipart_parts(field, max_bytes):
+            if name == field and filename is None:
+                try:
+                    return payload.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InvalidInput(f"multipart field {field!r} is not UTF-8 text") from exc
+        return None
+
+    def _multipart_parts(self, field: str, max_bytes: int) -> list[tuple[str, Optional[str], bytes, str]]:
+        """(field name, filename or None for a text field, content, content type) of every part, parsed once."""
+        if self._parts is not None:
+            return self._parts
         body = self.raw.raw_body or b""
         if len(body) > max_bytes:
             raise PayloadTooLarge(
@@ -117,15 +139,14 @@ class Request:
         content_type = self.raw.headers.get("content-type", "")
         message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
         if not message.is_multipart():
-            raise InvalidInput("body must be multipart/form-data with a file field named 'file'")
+            raise InvalidInput(f"body must be multipart/form-data with a file field named {field!r}")
+        parts = []
         for part in message.iter_parts():
-            if part.get_param("name", header="content-disposition") == field:
-                filename = part.get_filename() or ""
-                if not filename:
-                    raise InvalidInput(f"multipart field {field!r} has no filename")
-                payload = part.get_payload(decode=True)
-                return filename, payload if isinstance(payload, bytes) else b"", part.get_content_type()
-        raise InvalidInput(f"multipart body has no file field named {field!r}")
+            payload = part.get_payload(decode=True)
+            parts.append((str(part.get_param("name", header="content-disposition") or ""), part.get_filename(),
+                          payload if isinstance(payload, bytes) else b"", part.get_content_type()))
+        self._parts = parts
+        return parts
 
 
 class Api:

@@ -1,9 +1,15 @@
 """Simulation configs (AgentSociety's paths): LLM, agent, map and workflow configs, surveys, map upload."""
 from __future__ import annotations
 
-from chalicelib.api.http import MULTIPART, Api, Request
-from chalicelib.domain.simulation.models import ConfigBody
+from typing import TYPE_CHECKING
+
+from chalicelib.api.http import FORM, JSON, MULTIPART, Api, Request, redirect
+from chalicelib.domain.errors import InvalidInput
+from chalicelib.domain.simulation.models import ConfigBody, MapLinkRequest
 from chalicelib.wiring import services
+
+if TYPE_CHECKING:
+    from chalice import Response
 
 api = Api(__name__)
 sim_configs_bp = api.blueprint
@@ -49,3 +55,25 @@ def upload_map(request: Request) -> dict:
     """Store a map file under the caller's map folder; reference it from a map config."""
     filename, data, _ = request.multipart_file("file", MAX_MAP_UPLOAD_BYTES)
     return {"data": {"file_path": services().configs.upload_map(request.tenant_id, filename, data)}}
+
+
+# map downloads: the UI's "download" is a form POST, its "view" hands a temp link to a map editor
+@api.route("/api/map-configs/{config_id}/export", ("POST",), access="form", content_types=(JSON, FORM))
+def export_map(request: Request, config_id: str) -> Response:
+    """303 to a short-lived download of the map file (an attachment named like the file)."""
+    return redirect(services().configs.map_download(request.tenant_id, config_id))
+
+
+@api.route("/api/map-configs/{config_id}/temp-link", ("POST",), body=MapLinkRequest)
+def create_map_link(request: Request, config_id: str) -> dict:
+    body = request.body()
+    return {"data": {"token": services().configs.map_link(request.tenant_id, config_id, body.expire_seconds)}}
+
+
+@api.route("/api/map-configs/{config_id}/temp-link", ("GET",), access="public", query=("token",))
+def open_map_link(request: Request, config_id: str) -> Response:
+    """Without a key: the token alone grants this map until it expires (303 to the file)."""
+    token = request.query("token")
+    if not token:
+        raise InvalidInput("query parameter token is required")
+    return redirect(services().configs.open_map_link(config_id, token))

@@ -114,7 +114,7 @@ class Citizen:
             if starting:
                 self._begin(ctx, rng)
             return
-        ticks = ctx.world.travel_ticks(self.aoi, d.target, ctx.tick)
+        ticks = ctx.world.travel_ticks(self.aoi, d.target, ctx.tick, self.person.behaviour.speed_kmh)
         self.dest, self.travel_left, self.travel_total = d.target, ticks, ticks
         self.action = f"Heading to {ctx.world.by_id[d.target].name}"
 
@@ -134,6 +134,8 @@ class Citizen:
             return
         base = {"shop": 20 + income * 0.004, "leisure": 10 + income * 0.002, "lunch": 8 + income * 0.001}[activity]
         amount = base * ctx.prices * ctx.spending / self.person.thrift * (0.6 + 0.8 * rng.random())
+        if not self.person.behaviour.economic:  # without the economy block nothing is bought or paid
+            amount = 0.0
         amount = round(min(self.money, amount), 2)
         self.money = round(self.money - amount, 2)
         self.spent_today = round(self.spent_today + amount, 2)
@@ -164,8 +166,9 @@ class Citizen:
         self.health = _clip(self.health + heal * dt - (0.02 * dt if self.hunger > 0.9 or self.energy < 0.1 else 0))
         if rng.random() < (0.01 + p.age / 2000) * dt / 24:  # falling ill: about one day in sixty for a 40-year-old
             self.health = _clip(self.health - 0.45)
-        if working and self.employed:
-            self.money = round(self.money + p.income / (21.7 * max(1.0, (p.end_min - p.start_min) / 60)) * dt, 2)
+        if working and self.employed and p.behaviour.economic:
+            wage = p.income * p.behaviour.wage_factor / (21.7 * max(1.0, (p.end_min - p.start_min) / 60))
+            self.money = round(self.money + wage * dt, 2)
         self.social = self.social * (1 - min(1.0, 0.1 * dt))
         wealth = min(2.0, self.money / (p.income + 1)) / 2
         needs = 1 - max(0.0, self.hunger - 0.4) * 0.8 - max(0.0, 0.4 - self.energy) * 0.8 - (1 - self.health) * 0.5
@@ -181,8 +184,9 @@ class Citizen:
         """At midnight: allowances and pensions are paid, jobs are lost and found."""
         p = self.person
         self.spent_today = 0.0
-        if not p.job.labour or not self.employed:
-            self.money = round(self.money + p.income / 30, 2)  # pension, allowance or benefit
+        if p.behaviour.economic:
+            benefit = p.income / 30 if not p.job.labour or not self.employed else 0.0  # pension, allowance
+            self.money = round(self.money + benefit + p.behaviour.ubi, 2)
         if not p.job.labour:
             return
         if self.employed and rng.random() < 0.002 * (1 - ctx.mood):
@@ -191,6 +195,15 @@ class Citizen:
             kind = workplace_kind(p.job if p.job.place else GENERIC_JOB, ctx.world)
             if kind:
                 self.employed, self.work = True, rng.choice(ctx.world.ids(kind))
+
+    def set_state(self, key: str, value: float) -> None:
+        """A workflow's update_state (chalicelib.sim.catalog.SETTABLE_STATUS)."""
+        setattr(self, key, round(float(value), 4 if key != "money" else 2))
+
+    def go_home(self) -> None:
+        """Back home and doing nothing in particular (a workflow's next_round or send_everyone_home)."""
+        self.aoi, self.dest, self.travel_left, self.travel_total = self.person.home, -1, 0, 0
+        self.action, self.activity, self.until = ACTION_AT["home"], "home", 0
 
     def status(self, world: World) -> dict[str, Any]:
         return {"happiness": self.happiness, "hunger": self.hunger, "energy": self.energy, "health": self.health,
@@ -208,24 +221,28 @@ def decide_by_rules(c: Citizen, ctx: TickContext, rng: random.Random) -> Decisio
     p, world, m = c.person, ctx.world, ctx.minute
     if m >= p.sleep_min or m < p.wake_min:
         return Decision(p.home, "Sleeping", "sleep")
+    if not p.behaviour.mobile:  # without the mobility block a citizen stays where it is
+        return Decision(c.aoi, ACTION_AT["home"], "home")
     # decide() is never asked while travelling, so c.aoi is where the citizen is
     if c.activity == "hospital" and c.health < 0.7:
         return Decision(c.aoi, "Seeing a doctor", "hospital")
     if c.health < 0.35 and world.has("hospital"):
-        return Decision(world.nearest(c.aoi, "hospital")[0], "Seeing a doctor", "hospital")
+        return Decision(world.nearest(c.aoi, "hospital", p.behaviour.search_limit)[0], "Seeing a doctor",
+                        "hospital")
     if c.activity in OUTINGS and ctx.now < c.until:
         return Decision(c.aoi, c.action, c.activity, c.until)
     has_place = c.work >= 0 and (c.employed or p.occupation.lower() == "student")
     if (has_place and (ctx.workday or p.job.weekends) and p.start_min <= m < p.end_min and c.health >= 0.5
             and c.energy > 0.05):
         if c.hunger > 0.6 and c.aoi == c.work and world.has("shop") and c.money > 0:
-            shop = rng.choice(world.nearest(c.work, "shop"))
+            shop = rng.choice(world.nearest(c.work, "shop", p.behaviour.search_limit))
             return Decision(shop, "Having lunch", "lunch", ctx.now + 1800 + 300 * rng.randint(0, 3))
         school = p.occupation.lower() == "student"
         return Decision(c.work, "Studying" if school else "Working", "school" if school else "work")
     if c.hunger > 0.7:
         return Decision(p.home, "Having a meal", "meal", ctx.now + 1800) if c.aoi == p.home or c.money <= 0 else \
-            Decision(rng.choice(world.nearest(c.aoi, "leisure") or [p.home]), "Eating out", "leisure",
+            Decision(rng.choice(world.nearest(c.aoi, "leisure", p.behaviour.search_limit) or [p.home]),
+                     "Eating out", "leisure",
                      ctx.now + 3600)
     if c.activity == "meal" and ctx.now < c.until:
         return Decision(p.home, c.action, "meal", c.until)
@@ -242,7 +259,7 @@ def _outing(c: Citizen, ctx: TickContext, rng: random.Random) -> Decision:
     if c.money <= 0 or rng.random() * (shop_wish + leisure_wish + 0.5) < 0.5:  # sometimes staying in wins
         return Decision(p.home, ACTION_AT["home"], "home")
     kind = "shop" if rng.random() * (shop_wish + leisure_wish) < shop_wish else "leisure"
-    places = world.nearest(p.home, kind)
+    places = world.nearest(p.home, kind, p.behaviour.search_limit)
     if not places:
         return Decision(p.home, ACTION_AT["home"], "home")
     minutes = rng.randint(2, 6) * 10 if kind == "shop" else rng.randint(6, 15) * 10

@@ -5,12 +5,15 @@ import hashlib
 import json
 import math
 import random
+import re
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Callable, Optional, TypeVar
 
+from chalicelib.sim import catalog
 from chalicelib.sim.citizens import FIELDS, Citizen, TickContext, metrics_of, prices_of
+from chalicelib.sim.instant import INSTANT_STEPS
 from chalicelib.sim.llm_client import LLMError
 from chalicelib.sim.minds import Mind, MindFactory, default_mind_factory
 from chalicelib.sim.phrases import Persona
@@ -29,29 +32,33 @@ from chalicelib.sim.records import (
     SurveyAnswer,
     TickRecord,
 )
-from chalicelib.sim.spec import (
-    SECONDS_PER_DAY,
-    InterveneStep,
-    InterviewStep,
-    SaveContextStep,
-    SimulationSpec,
-    SurveyData,
-    SurveyStep,
-)
-from chalicelib.sim.surveys import survey_id_of
-from chalicelib.sim.workflow import describe, is_timed, step_seconds, tick_seconds
+from chalicelib.sim.spec import SECONDS_PER_DAY, SimulationSpec, SupervisorConfig, SurveyData
+from chalicelib.sim.steps import AgentFilter, Target, describe, is_timed, step_seconds, tick_seconds
+from chalicelib.sim.targets import matches
 from chalicelib.sim.world import World
 
 __all__ = ["Simulation", "StepResult", "TickRecord", "AgentStatus", "AgentProfile", "Dialog", "SurveyAnswer", "Inbox",
            "PendingDialog", "PendingSurvey", "Mind", "LLMError", "default_mind_factory"]
 
-CHECKPOINT_VERSION = 1
-TALK_CHANCE = 0.015  # per citizen and 5 simulated minutes awake with company, before sociability
+CHECKPOINT_VERSION = 2
 PLACE_TALKATIVENESS = {"home": 0.5, "work": 0.6, "school": 0.8, "shop": 0.8, "leisure": 1.5}
 BEDTIME_THOUGHT_CHANCE = 0.5
 BEDTIME_MIN = 20 * 60
 SOCIAL_BOOST, SOCIAL_CAP = 0.03, 0.15
 R = TypeVar("R")
+
+
+class Moderator:
+    """AgentSociety's supervisor, as the engine has it: a ConversationModerator watching every talk."""
+
+    def __init__(self, config: SupervisorConfig):
+        params = catalog.ModeratorParams.model_validate(config.agent_params)
+        words = [w.strip().lower() for w in params.banned_words.split(",") if w.strip()]
+        self.pattern = re.compile("|".join(rf"(?<!\w){re.escape(w)}(?!\w)" for w in words)) if words else None
+        self.blocks = params.action == "block"
+
+    def objects(self, *lines: str) -> bool:
+        return self.pattern is not None and any(self.pattern.search(line.lower()) for line in lines)
 
 
 def clock(day: int, t: int) -> str:
@@ -74,8 +81,12 @@ class Simulation:
         self.spec, self.mind = spec, mind
         self.world = World(spec.map)
         self.people = build_population(spec, self.world)
+        _check_targets(spec, {p.id for p in self.people})
+        self.moderator = Moderator(spec.agents.supervisor) if spec.agents.supervisor else None
+        # a workflow ending in instant steps ends with a snapshot, so their results lie on the timeline
+        self.ends_with_snapshot = not is_timed(spec.workflow[-1])
         self.total_ticks_planned = sum(math.ceil(step_seconds(s) / tick_seconds(s))
-                                       for s in spec.workflow if is_timed(s))
+                                       for s in spec.workflow if is_timed(s)) + self.ends_with_snapshot
         # run state; everything below is in the checkpoint
         self.day, self.t, self.ticks_done = 0, spec.start_t, 0
         self.step_index, self.step_left = 0, -1  # -1: the current run/step has not begun
@@ -83,7 +94,11 @@ class Simulation:
         self.prompt_text = self.world.describe()
         self.env: dict[str, Any] = {}
         self.mood, self.spending = 0.0, 1.0
-        self.citizens: list[Citizen] = []
+        self.citizens: list[Citizen] = []  # those still in the simulation (delete_agent removes)
+        self.deleted: set[int] = set()
+        self.moderated = 0  # conversations the moderator intercepted so far
+        self.instant_dialogs = 0  # dialogs written at the current instant by instant steps, for its record
+        self.unrecorded = False  # answers or dialogs stamped at the current instant, which no record holds yet
         self.last_survey: dict[str, Any] = {}
         self.last_metrics: dict[str, float] = {}
         self.since_log = [0, 0.0]  # dialogs and money spent since the last progress line
@@ -110,9 +125,12 @@ class Simulation:
         sim.prompt_text, sim.env = state["prompt"], state["env"]
         sim.mood, sim.spending = state["mood"], state["spending"]
         sim.last_survey, sim.last_metrics = state["last_survey"], state["metrics"]
-        sim.since_log = state["since_log"]
+        sim.since_log, sim.moderated, sim.instant_dialogs = state["since_log"], state["moderated"], state["instant"]
+        sim.unrecorded = state["unrecorded"]
+        sim.deleted = set(state["deleted"])
         columns = state["agents"]
-        sim.citizens = [Citizen(p, [columns[f][i] for f in FIELDS]) for i, p in enumerate(sim.people)]
+        alive = [p for p in sim.people if p.id not in sim.deleted]
+        sim.citizens = [Citizen(p, [columns[f][i] for f in FIELDS]) for i, p in enumerate(alive)]
         return sim
 
     def checkpoint(self) -> bytes:
@@ -121,7 +139,8 @@ class Simulation:
                  "ticks": self.ticks_done, "step": self.step_index, "left": self.step_left,
                  "rng": [version, list(internal), gauss], "prompt": self.prompt_text, "env": self.env,
                  "mood": self.mood, "spending": self.spending, "last_survey": self.last_survey,
-                 "metrics": self.last_metrics, "since_log": self.since_log,
+                 "metrics": self.last_metrics, "since_log": self.since_log, "moderated": self.moderated,
+                 "instant": self.instant_dialogs, "unrecorded": self.unrecorded, "deleted": sorted(self.deleted),
                  # columns compress far better than one object per citizen
                  "agents": {f: [getattr(c, f) for c in self.citizens] for f in FIELDS}}
         return zlib.compress(json.dumps(state, separators=(",", ":"), sort_keys=True).encode(), 9)
@@ -139,6 +158,7 @@ class Simulation:
         return float(self.t)
 
     def profiles(self) -> list[AgentProfile]:
+        """Every agent the run began with; one deleted along the way keeps its profile, as in AgentSociety."""
         return [p.agent_profile() for p in self.people]
 
     def statuses(self) -> list[AgentStatus]:
@@ -157,7 +177,7 @@ class Simulation:
 
     # ---- the work loop ------------------------------------------------------------------------------
     def advance(self, max_ticks: int = 12, inbox: Optional[Inbox] = None) -> StepResult:
-        """Run up to max_ticks ticks; survey/interview/intervene/save_context steps cost none.
+        """Run up to max_ticks ticks; the instant steps (chalicelib.sim.instant) cost none.
 
         Inbox items are answered in the first tick of this call, or at the current instant when this call
         runs no tick, so every id passed in comes back in processed_inbox_ids. After an exception (an
@@ -174,7 +194,7 @@ class Simulation:
                     break
                 if self.step_left < 0:
                     self.step_left = step_seconds(step)
-                    self._log(result, f"step {self.step_index + 1}/{len(self.spec.workflow)}: {describe(step)}")
+                    self.log(result, f"step {self.step_index + 1}/{len(self.spec.workflow)}: {describe(step)}")
                 length = min(tick_seconds(step), self.step_left)
                 self._tick(length, result, pending)
                 pending, ticks = None, ticks + 1
@@ -182,15 +202,20 @@ class Simulation:
                 if self.step_left <= 0:
                     self.step_index, self.step_left = self.step_index + 1, -1
             else:
+                dialogs, answers = len(result.dialogs), len(result.survey_answers)
                 INSTANT_STEPS[step.type](self, step, result)
+                self.instant_dialogs += len(result.dialogs) - dialogs
+                self.unrecorded |= len(result.dialogs) > dialogs or len(result.survey_answers) > answers
                 self.step_index += 1
         if pending:
             self._answer_inbox(pending, result)
         if self.done and not was_done:
-            self._log(result, "workflow finished")
+            if self.ends_with_snapshot:
+                self._snapshot(result)
+            self.log(result, "workflow finished")
         return result
 
-    def _log(self, result: StepResult, text: str) -> None:
+    def log(self, result: StepResult, text: str) -> None:
         result.log_lines.append(f"{clock(self.day, self.t)} {text}")
 
     def _context(self, length: int) -> TickContext:
@@ -210,45 +235,98 @@ class Simulation:
                 was = c.activity
                 c.apply(self.mind.decide(c, ctx, rng), ctx, rng)
                 if (c.activity == "sleep" and was != "sleep" and ctx.minute >= BEDTIME_MIN
+                        and c.person.behaviour.bedtime_thoughts
                         and rng.random() < BEDTIME_THOUGHT_CHANCE):  # not those sleeping in at 8:00
                     sleepers.append(c)
             c.live(ctx, rng)
         if inbox:
             self._answer_inbox(inbox, result)
         self._conversations(ctx, result)
-        thoughts = self._call_all([partial(self.mind.reflect, self._persona(c)) for c in sleepers])
-        for c, reply in zip(sleepers, thoughts, strict=False):
-            self._dialog(result, c.person.id, THOUGHT, "", reply)
-        written = len(result.dialogs) - before
+        thoughts = self.call_all([partial(self.mind.reflect, self.persona(c)) for c in sleepers])
+        for c, reply in zip(sleepers, thoughts, strict=True):
+            self.dialog(result, c.person.id, THOUGHT, "", reply)
+        self._record(result, day, t, self.instant_dialogs + len(result.dialogs) - before)
+        hour = self.t // 3600
+        self.move_clock(length)
+        for _ in range(self.day - day):
+            for c in self.citizens:
+                c.new_day(ctx, rng)
+        if self.t // 3600 != hour:
+            m, (dialogs, spent) = self.last_metrics, self.since_log
+            self.log(result, f"{len(self.citizens)} agents, {dialogs} dialogs, happiness {m['mean_happiness']:.2f}, "
+                             f"employment {m['employment_rate']:.0%}, consumption {spent:.0f}"
+                             + (f", {self.moderated} talks moderated" if self.moderator else ""))
+            self.since_log = [0, 0.0]
+
+    def _record(self, result: StepResult, day: int, t: float, written: int) -> None:
+        """The instant's record: every citizen's status, the global prompt and the metrics."""
         self.last_metrics = metrics_of(self.citizens, written)
+        if self.moderator:
+            self.last_metrics["moderated_talks"] = float(self.moderated)
         dialogs, spent = self.since_log
         self.since_log = [dialogs + written, round(spent + self.last_metrics["consumption"], 2)]
         result.ticks.append(TickRecord(self.ticks_done, day, t, self.statuses(), self.global_prompt,
                                        self.last_metrics))
         self.ticks_done += 1
-        hour = self.t // 3600
-        self.t += length
+        self.instant_dialogs, self.unrecorded = 0, False
+
+    def _snapshot(self, result: StepResult) -> None:
+        """A record of the current instant without a tick, so that what was stamped at it lies on the timeline."""
+        for c in self.citizens:
+            c.tick_spent = 0.0
+        self._record(result, self.day, float(self.t), self.instant_dialogs)
+
+    def close_instant(self, result: StepResult) -> None:
+        """Before the clock moves outside a tick (next_round): record the instant if results were stamped at it."""
+        if self.unrecorded:
+            self._snapshot(result)
+
+    def move_clock(self, seconds: int) -> None:
+        self.t += seconds
         if self.t >= SECONDS_PER_DAY:
             self.day, self.t = self.day + self.t // SECONDS_PER_DAY, self.t % SECONDS_PER_DAY
-            for c in self.citizens:
-                c.new_day(ctx, rng)
-        if self.t // 3600 != hour:
-            m, (dialogs, spent) = self.last_metrics, self.since_log
-            self._log(result, f"{len(self.citizens)} agents, {dialogs} dialogs, happiness {m['mean_happiness']:.2f}, "
-                              f"employment {m['employment_rate']:.0%}, consumption {spent:.0f}")
-            self.since_log = [0, 0.0]
+
+    # ---- who a step is for --------------------------------------------------------------------------
+    def targets(self, target: Optional[Target], result: StepResult) -> list[Citizen]:
+        """The citizens a step's target_agent names (None: all); ids no longer here are logged and skipped."""
+        if target is None:
+            return list(self.citizens)
+        if isinstance(target, AgentFilter):
+            classes = {catalog.resolve_class(name) for name in target.agent_class or ()}
+            return [c for c in self.citizens if (not classes or c.person.agent_class in classes)
+                    and (not target.filter_str or matches(target.filter_str, c.person.filter_view))]
+        wanted = set(target)
+        found = [c for c in self.citizens if c.person.id in wanted]
+        if len(found) < len(wanted):
+            gone = sorted(wanted - {c.person.id for c in found})
+            self.log(result, f"agents {', '.join(map(str, gone[:20]))} have left the simulation, skipped")
+        return found
+
+    def remove(self, citizens: list[Citizen]) -> None:
+        gone = {c.person.id for c in citizens}
+        self.deleted |= gone
+        self.citizens = [c for c in self.citizens if c.person.id not in gone]
+
+    def attribute(self, c: Citizen, key: str) -> Any:
+        """A status attribute, else a profile attribute, of a citizen (AgentSociety's `status.get(key)`)."""
+        status = c.status(self.world)
+        if key in status:
+            return status[key]
+        if key in ("id", "name"):
+            return getattr(c.person, key)
+        return c.person.profile.get(key)
 
     # ---- mind calls ---------------------------------------------------------------------------------
-    def _call_all(self, calls: list[Callable[[random.Random], R]]) -> list[R]:
+    def call_all(self, calls: list[Callable[[random.Random], R]]) -> list[R]:
         """Run mind calls, in parallel when the mind allows; each gets an rng seeded in order from ours."""
         seeds = [self.rng.getrandbits(64) for _ in calls]
         parallelism = getattr(self.mind, "parallelism", 1)
         if parallelism <= 1 or len(calls) <= 1:
-            return [call(random.Random(seed)) for call, seed in zip(calls, seeds, strict=False)]
+            return [call(random.Random(seed)) for call, seed in zip(calls, seeds, strict=True)]
         with ThreadPoolExecutor(max_workers=min(parallelism, len(calls))) as pool:
-            return list(pool.map(lambda cs: cs[0](random.Random(cs[1])), zip(calls, seeds, strict=False)))
+            return list(pool.map(lambda cs: cs[0](random.Random(cs[1])), zip(calls, seeds, strict=True)))
 
-    def _persona(self, c: Citizen) -> Persona:
+    def persona(self, c: Citizen) -> Persona:
         w = self.world
         here = None if c.travelling else w.by_id[c.aoi]
         return Persona(c.person.id, c.person.name, c.person.profile, c.status(w), c.action,
@@ -256,8 +334,8 @@ class Simulation:
                        w.by_id[c.work].name if c.work >= 0 else "nowhere", clock(self.day, self.t),
                        self.global_prompt, str(self.env.get("weather", "mild")), prices_of(self.env))
 
-    def _dialog(self, result: StepResult, agent_id: int, kind: int, speaker: str, reply: Any,
-                day: Optional[int] = None, t: Optional[float] = None) -> None:
+    def dialog(self, result: StepResult, agent_id: int, kind: int, speaker: str, reply: Any,
+               day: Optional[int] = None, t: Optional[float] = None) -> None:
         text = reply if isinstance(reply, str) else reply.text
         result.dialogs.append(Dialog(agent_id, self.day if day is None else day,
                                      float(self.t if t is None else t), kind, speaker, text))
@@ -269,17 +347,18 @@ class Simulation:
         """Citizens awake at the same place talk in pairs; both keep both lines (speaker = who said it)."""
         groups: dict[int, list[Citizen]] = {}
         for c in self.citizens:
-            if not c.travelling and c.activity != "sleep":
+            if not c.travelling and c.activity != "sleep" and c.person.behaviour.social:
                 groups.setdefault(c.aoi, []).append(c)
         pairs: list[tuple[Citizen, Citizen]] = []
         for aoi in sorted(groups):
             group = groups[aoi]
             if len(group) < 2:
                 continue
-            chance = TALK_CHANCE * ctx.tick / 300 * PLACE_TALKATIVENESS.get(self.world.by_id[aoi].kind, 1.0)
+            chance = ctx.tick / 300 * PLACE_TALKATIVENESS.get(self.world.by_id[aoi].kind, 1.0)
             free = list(group)
             for c in group:
-                if c in free and len(free) > 1 and self.rng.random() < chance * c.person.sociability:
+                p = c.person
+                if c in free and len(free) > 1 and self.rng.random() < chance * p.behaviour.talk_chance * p.sociability:
                     free.remove(c)
                     other = free.pop(self.rng.randrange(len(free)))
                     pairs.append((c, other))
@@ -289,108 +368,68 @@ class Simulation:
             opener = self.mind.talk(a, b, None, rng)
             return opener, self.mind.talk(b, a, opener.text, rng)
 
-        replies = self._call_all([partial(converse, self._persona(x), self._persona(y))
-                                  for x, y in pairs])
-        for (a, b), (opener, answer) in zip(pairs, replies, strict=False):
+        replies = self.call_all([partial(converse, self.persona(x), self.persona(y)) for x, y in pairs])
+        for (a, b), (opener, answer) in zip(pairs, replies, strict=True):
+            if self.moderator and self.moderator.objects(opener.text, answer.text):
+                self.moderated += 1
+                if self.moderator.blocks:  # the words were said to the model, so they are paid for
+                    result.input_tokens += opener.input_tokens + answer.input_tokens
+                    result.output_tokens += opener.output_tokens + answer.output_tokens
+                    continue
             for speaker, line in ((a, opener), (b, answer)):
-                self._dialog(result, a.person.id, TALK, str(speaker.person.id), line)
-                self._dialog(result, b.person.id, TALK, str(speaker.person.id), line.text)  # tokens once
+                self.dialog(result, a.person.id, TALK, str(speaker.person.id), line)
+                self.dialog(result, b.person.id, TALK, str(speaker.person.id), line.text)  # tokens once
             for c in (a, b):
                 c.social = round(min(SOCIAL_CAP, c.social + SOCIAL_BOOST), 4)
 
     def _answer_inbox(self, inbox: Inbox, result: StepResult) -> None:
+        """Users' chats and surveys: a chat's question keeps the instant the user sent it at, its answer
+        is written now; a survey's answer keeps the instant it was sent at (AgentSociety)."""
         by_id = {c.person.id: c for c in self.citizens}
         for item in list(inbox.dialogs) + list(inbox.surveys):
             if item.agent_id not in by_id:
-                self._log(result, f"inbox item {item.id}: no agent {item.agent_id}, dropped")
+                self.log(result, f"inbox item {item.id}: agent {item.agent_id} is not in the simulation, dropped")
         dialogs = [d for d in inbox.dialogs if d.agent_id in by_id]
-        replies = self._call_all([partial(self.mind.answer_user, self._persona(by_id[d.agent_id]), d.content)
-                                  for d in dialogs])
-        for d, reply in zip(dialogs, replies, strict=False):
-            self._dialog(result, d.agent_id, USER, "user", d.content, d.day, d.t)
-            self._dialog(result, d.agent_id, TALK, str(d.agent_id), reply)
+        replies = self.call_all([partial(self.mind.answer_user, self.persona(by_id[d.agent_id]), d.content)
+                                 for d in dialogs])
+        for d, reply in zip(dialogs, replies, strict=True):
+            self.dialog(result, d.agent_id, USER, "user", d.content, d.day, d.t)
+            self.dialog(result, d.agent_id, USER, "", reply)
         surveys = []
         for s in inbox.surveys:
             try:
                 surveys.append((s, SurveyData.model_validate(s.survey)))
             except ValueError as e:
-                self._log(result, f"inbox survey {s.id}: not a usable survey ({str(e).splitlines()[0]})")
+                self.log(result, f"inbox survey {s.id}: not a usable survey ({str(e).splitlines()[0]})")
         surveys = [(s, data) for s, data in surveys if s.agent_id in by_id]
-        answers = self._call_all([partial(self.mind.answer_survey, self._persona(by_id[s.agent_id]), data)
-                                  for s, data in surveys])
-        for (s, _), answer in zip(surveys, answers, strict=False):
-            self._survey_answer(result, s.agent_id, s.survey_id, answer)
+        answers = self.call_all([partial(self.mind.answer_survey, self.persona(by_id[s.agent_id]), data)
+                                 for s, data in surveys])
+        for (s, _), answer in zip(surveys, answers, strict=True):
+            self.survey_answer(result, s.agent_id, s.survey_id, answer, s.day, s.t)
         result.processed_inbox_ids.extend([d.id for d in inbox.dialogs] + [s.id for s in inbox.surveys])
 
-    def _survey_answer(self, result: StepResult, agent_id: int, survey_id: str, answer: Any) -> SurveyAnswer:
-        row = SurveyAnswer(agent_id, self.day, float(self.t), survey_id, answer.result)
+    def survey_answer(self, result: StepResult, agent_id: int, survey_id: str, answer: Any,
+                      day: Optional[int] = None, t: Optional[float] = None) -> SurveyAnswer:
+        row = SurveyAnswer(agent_id, self.day if day is None else day, float(self.t if t is None else t),
+                           survey_id, answer.result)
         result.survey_answers.append(row)
         result.input_tokens += answer.input_tokens
         result.output_tokens += answer.output_tokens
         return row
 
-    # ---- zero-tick workflow steps -------------------------------------------------------------------
-    def _targets(self, ids: Optional[list[int]]) -> list[Citizen]:
-        if ids is None:
-            return list(self.citizens)
-        wanted = set(ids)
-        return [c for c in self.citizens if c.person.id in wanted]
 
-    def _survey_step(self, step: SurveyStep, result: StepResult) -> None:
-        data = SurveyData.model_validate(step.survey)
-        resolved = step.survey if isinstance(step.survey, dict) else {"id": step.survey}
-        survey_id, targets = survey_id_of(resolved), self._targets(step.target_agent)
-        answers = self._call_all([partial(self.mind.answer_survey, self._persona(c), data) for c in targets])
-        rows = [self._survey_answer(result, c.person.id, survey_id, a) for c, a in zip(targets, answers, strict=False)]
-        self.last_survey = {"survey_id": survey_id, "day": self.day, "t": float(self.t),
-                            "answers": [r.to_json() for r in rows]}
-        self._log(result, f"survey {data.title or survey_id}: {len(rows)} answers")
-
-    def _interview_step(self, step: InterviewStep, result: StepResult) -> None:
-        targets = self._targets(step.target_agent)
-        replies = self._call_all([partial(self.mind.answer_interview, self._persona(c), step.question)
-                                  for c in targets])
-        for c, reply in zip(targets, replies, strict=False):
-            self._dialog(result, c.person.id, USER, "interviewer", step.question)
-            self._dialog(result, c.person.id, TALK, str(c.person.id), reply)
-        self._log(result, f"interview: {len(targets)} answers to {step.question[:60]!r}")
-
-    def _save_context_step(self, step: SaveContextStep, result: StepResult) -> None:
-        result.artifacts[step.save_as] = self._context_artifact(step.target)
-        self._log(result, f"save_context {step.target} as {step.save_as!r}")
-
-    def _intervene(self, step: InterveneStep, result: StepResult) -> None:
-        if step.global_prompt is not None:
-            self.prompt_text = step.global_prompt
-        if step.key is not None:
-            self.env[step.key] = step.value
-        self.env.update(step.environment)
-        prompt = self.global_prompt
-        (outlook,) = self._call_all([partial(self.mind.interpret, prompt, dict(self.env))])
-        result.input_tokens += outlook.input_tokens
-        result.output_tokens += outlook.output_tokens
-        shift = outlook.mood - self.mood
-        self.mood, self.spending = outlook.mood, outlook.spending
-        for c in self.citizens:  # news hits at once; live() then keeps happiness near the new level
-            c.happiness = round(min(1.0, max(0.0, c.happiness + 0.1 * shift * c.person.sensitivity)), 4)
-        self._log(result, f"intervene: mood {self.mood:+.2f}, spending x{self.spending:.2f}, "
-                          f"environment {sorted(self.env)}")
-
-    def _context_artifact(self, target: str) -> Any:
-        if target == "profile":
-            return [p.to_json() for p in self.profiles()]
-        if target == "metrics":
-            return {"day": self.day, "t": float(self.t), "step": self.ticks_done, "metrics": dict(self.last_metrics)}
-        if target == "survey":
-            return dict(self.last_survey)
-        return {"day": self.day, "t": float(self.t), "agents": [s.to_json() for s in self.statuses()]}
+def check_population(spec: SimulationSpec) -> None:
+    """What only the built population can tell about a spec (unique agent ids, the ids a workflow names);
+    a ValueError says what is wrong."""
+    _check_targets(spec, {p.id for p in build_population(spec, World(spec.map))})
 
 
-# instant workflow step type -> what the engine does for it (timed kinds: chalicelib.sim.workflow)
-INSTANT_STEPS: dict[str, Callable[[Simulation, Any, StepResult], None]] = {
-    "survey": Simulation._survey_step,
-    "interview": Simulation._interview_step,
-    "intervene": Simulation._intervene,
-    "environment": Simulation._intervene,
-    "save_context": Simulation._save_context_step,
-}
+def _check_targets(spec: SimulationSpec, ids: set[int]) -> None:
+    """Agent ids a workflow names must be agents of the simulation (a ValueError says which are not)."""
+    for index, step in enumerate(spec.workflow, start=1):
+        target = getattr(step, "target_agent", None)
+        if isinstance(target, list):
+            unknown = sorted(set(target) - ids)
+            if unknown:
+                raise ValueError(f"workflow step {index} ({step.type}) names agents that the simulation does not "
+                                 f"have: {', '.join(map(str, unknown[:20]))}")

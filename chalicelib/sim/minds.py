@@ -1,7 +1,8 @@
 """Pluggable minds: the seeded rule-based `RuleMind` and the OpenAI-compatible `LLMMind`.
 
 The engine asks a mind for movement every tick (`decide`), to read the global prompt when it changes
-(`interpret`), and for the "expensive" acts: talking, answering users, surveys and interviews.
+(`interpret`), and for the "expensive" acts: talking, answering users, surveys and interviews, and
+thinking about a message a workflow sends (`react`).
 To keep LLM calls bounded, `LLMMind` sends only those expensive acts (and `interpret`, once per
 intervention) to the model; movement, needs and bedtime thoughts stay rule-based, and the engine
 starts at most `max_talks_per_tick` conversations per tick. Calls of one batch may run in parallel
@@ -69,6 +70,8 @@ class Mind(Protocol):
 
     def reflect(self, agent: Persona, rng: random.Random) -> Reply: ...
 
+    def react(self, agent: Persona, message: str, rng: random.Random) -> Reply: ...
+
 
 MindFactory = Callable[[list[LLMEndpoint]], Mind]
 
@@ -107,6 +110,12 @@ class RuleMind:
         day = "I worked today" if s.get("employment") == "employed" else "A quiet day"
         return Reply(f"{day}, spent {s.get('consumption', 0):.0f} and I feel "
                      f"{feeling(agent.level('happiness'))}. Time to sleep.")
+
+    def react(self, agent: Persona, message: str, rng: random.Random) -> Reply:
+        mood, _ = read_news(message)
+        verdict = "good news" if mood > 0 else "worrying" if mood < 0 else "something to think about"
+        first = message.split(". ")[0].strip().rstrip(".")[:120]
+        return Reply(f"I was told: \"{first}\". That is {verdict}. {about(agent, topic_of(message))}")
 
 
 class LLMMind:
@@ -183,6 +192,11 @@ class LLMMind:
 
     def reflect(self, agent: Persona, rng: random.Random) -> Reply:
         return self.rules.reflect(agent, rng)  # one per citizen per day: too many calls for little value
+
+    def react(self, agent: Persona, message: str, rng: random.Random) -> Reply:
+        c = self._chat(self._system(agent), f"You receive this message: \"{message}\". Write down your thought "
+                                            "about it in one or two sentences.", 120)
+        return Reply(c.text, c.input_tokens, c.output_tokens)
 
 
 def _json_object(text: str) -> dict[str, Any]:

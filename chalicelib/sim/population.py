@@ -1,10 +1,12 @@
 """Citizens' profiles, homes, jobs and daily rhythms, drawn from the spec's distributions (seeded)."""
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
+from chalicelib.sim import catalog
 from chalicelib.sim.records import AgentProfile
 from chalicelib.sim.spec import PROFILE_ATTRIBUTES, CitizenGroup, Distribution, SimulationSpec
 
@@ -54,6 +56,34 @@ FIRST = {"male": ("James", "Wei", "Lucas", "Omar", "Mateo", "Ivan", "Kenji", "Da
 SURNAMES = ("Smith", "Wang", "Garcia", "Muller", "Rossi", "Tanaka", "Novak", "Silva", "Kim", "Haddad", "Brown", "Chen",
             "Lopez", "Weber", "Ivanova", "Sato", "Khan", "Dubois", "Jensen", "Costa")
 INT_ATTRIBUTES = ("age", "income")
+MAX_AGENT_ID = 100_000_000
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """A group's class parameters and blocks (`chalicelib.sim.catalog`), as the rules use them."""
+
+    mobile: bool = True
+    social: bool = True
+    economic: bool = True
+    speed_kmh: float = 18.0
+    search_limit: int = 3
+    talk_chance: float = 0.015
+    ubi: float = 0.0
+    wage_factor: float = 1.0
+    bedtime_thoughts: bool = True
+
+    @classmethod
+    def of(cls, group: CitizenGroup) -> Behaviour:
+        blocks = group.blocks or {name: {} for name in catalog.BLOCKS}  # none named: every block, with defaults
+        mobility = catalog.MobilityParams.model_validate(blocks.get("MobilityBlock") or {})
+        social = catalog.SocialParams.model_validate(blocks.get("SocialBlock") or {})
+        economy = catalog.EconomyParams.model_validate(blocks.get("EconomyBlock") or {})
+        params = catalog.CitizenParams.model_validate(group.agent_params)
+        return cls(mobile="MobilityBlock" in blocks, social="SocialBlock" in blocks,
+                   economic="EconomyBlock" in blocks, speed_kmh=mobility.speed_kmh,
+                   search_limit=mobility.search_limit, talk_chance=social.talk_chance, ubi=economy.UBI,
+                   wage_factor=economy.wage_factor, bedtime_thoughts=params.bedtime_thoughts)
 
 
 @dataclass(frozen=True)
@@ -61,6 +91,8 @@ class Person:
     """What never changes about a citizen during a run (rebuilt from the spec on restore, never stored)."""
 
     id: int
+    agent_class: str
+    behaviour: Behaviour
     name: str
     profile: dict[str, Any]
     home: int
@@ -81,6 +113,11 @@ class Person:
     def agent_profile(self) -> AgentProfile:
         return AgentProfile(id=self.id, name=self.name, profile=self.profile)
 
+    @property
+    def filter_view(self) -> dict[str, Any]:
+        """What a workflow's filter_str reads as `${profile.<name>}`: the profile with the id and name."""
+        return {"id": self.id, "name": self.name, **self.profile}
+
 
 def draw(dist: Distribution, rng: random.Random) -> Any:
     # Distribution's validator guarantees the fields each kind needs
@@ -88,6 +125,8 @@ def draw(dist: Distribution, rng: random.Random) -> Any:
         return rng.choices(dist.choices, weights=dist.weights)[0]
     if dist.dist == "uniform_int" and dist.min is not None and dist.max is not None:
         return rng.randint(int(dist.min), int(dist.max))
+    if dist.dist == "uniform_float" and dist.min is not None and dist.max is not None:
+        return round(rng.uniform(dist.min, dist.max), 4)
     if dist.dist == "normal" and dist.mean is not None and dist.std is not None:
         value = rng.gauss(dist.mean, dist.std)
         if dist.min is not None:
@@ -119,11 +158,19 @@ def _default(name: str, drawn: dict[str, Any], rng: random.Random) -> Any:
     return rng.choice(PERSONALITIES)  # personality
 
 
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 def _number(value: Any, fallback: float) -> float:
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         return fallback
+    return number if math.isfinite(number) else fallback
 
 
 def job_of(occupation: Any) -> Job:
@@ -139,8 +186,10 @@ def _aoi_ref(value: Any, world: World, kinds: tuple[str, ...]) -> Optional[int]:
     """An explicit home/work: an AOI id, or AgentSociety's {"aoi_position": {"aoi_id": n}}."""
     if isinstance(value, dict):
         value = (value.get("aoi_position") or {}).get("aoi_id")
+    if isinstance(value, str) and value.strip().isdigit():  # from a CSV profile file
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and value in world.by_id:
-        return value if world.by_id[value].kind in kinds else None
+        return value if value in {i for kind in kinds for i in world.ids(kind)} else None
     return None
 
 
@@ -150,30 +199,56 @@ def workplace_kind(job: Job, world: World) -> Optional[str]:
     return job.place if world.has(job.place) else ("work" if job.labour else None)
 
 
+def profile_id(record: dict[str, Any]) -> Optional[int]:
+    """A profile record's agent id (AgentSociety: its `id`, an integer of 1 to 100,000,000), if it has one."""
+    value = record.get("id")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_AGENT_ID:
+        return value
+    return None
+
+
 def build_population(spec: SimulationSpec, world: World) -> list[Person]:
-    # a separate stream from the run's own rng: the population is a pure function of the spec
-    rng = random.Random(f"agora-population:{spec.seed}")
-    people: list[Person] = []
-    for group in spec.agents.citizens:
-        for index in range(max(group.number, len(group.profiles))):
-            explicit = group.profiles[index] if index < len(group.profiles) else {}
-            people.append(_person(len(people) + 1, group, explicit, world, rng))
+    """Every citizen, in group order: a profile's own id where it has one, else the next free id from 1."""
+    rng = random.Random(f"agora-population:{spec.seed}")  # apart from the run's rng: a pure function of the spec
+    wanted = [(group, group.profiles[i] if i < len(group.profiles) else {})
+              for group in spec.agents.citizens for i in range(group.size)]
+    taken: set[int] = set()
+    for _, record in wanted:
+        pid = profile_id(record)
+        if pid is not None:
+            if pid in taken:
+                raise ValueError(f"agent id {pid} appears in more than one profile")
+            taken.add(pid)
+    free = (i for i in range(1, MAX_AGENT_ID + 1) if i not in taken)
+    behaviours: dict[int, Behaviour] = {}
+    people = []
+    for group, record in wanted:
+        behaviour = behaviours.setdefault(id(group), Behaviour.of(group))
+        pid = profile_id(record)
+        people.append(_person(pid if pid is not None else next(free), group, behaviour, record, world, rng))
     return people
 
 
-def _person(pid: int, group: CitizenGroup, explicit: dict[str, Any], world: World, rng: random.Random) -> Person:
+def _person(pid: int, group: CitizenGroup, behaviour: Behaviour, explicit: dict[str, Any], world: World,
+            rng: random.Random) -> Person:
     drawn: dict[str, Any] = {}
+    distributions = group.memory_distributions or {}
     for name in PROFILE_ATTRIBUTES:  # in this order: defaults depend on what came before (income on occupation)
-        dist = group.memory_distributions.get(name)
+        dist = distributions.get(name)
         value = draw(dist, rng) if dist else _default(name, drawn, rng)
         drawn[name] = explicit.get(name, value)  # drawn even when overridden: fewer shifts in the random stream
-    for name in sorted(group.memory_distributions):  # extra attributes a config adds (e.g. consumption)
+    for name in sorted(distributions):  # extra attributes a config adds (e.g. consumption)
         if name not in drawn:
-            drawn[name] = draw(group.memory_distributions[name], rng)
+            drawn[name] = draw(distributions[name], rng)
     drawn.update({k: v for k, v in explicit.items() if k not in ("id", "name", "home", "work")})  # extra keys too
-    for name in INT_ATTRIBUTES:
-        if isinstance(drawn.get(name), (int, float)) and not isinstance(drawn[name], bool):
-            drawn[name] = int(round(drawn[name]))
+    for name in INT_ATTRIBUTES:  # a CSV profile file gives every value as text
+        value = drawn.get(name)
+        if isinstance(value, str) and _is_number(value):
+            value = float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            drawn[name] = int(round(value))
     gender = str(drawn["gender"]).lower()
     first = rng.choice(FIRST.get(gender, FIRST["male"] + FIRST["female"]))
     name = str(explicit.get("name") or f"{first} {rng.choice(SURNAMES)}")
@@ -189,8 +264,12 @@ def _person(pid: int, group: CitizenGroup, explicit: dict[str, Any], world: Worl
     wake = (start - 60 - rng.randint(0, 4) * 10) if job.labour or job.place else (7 * 60 + rng.randint(0, 12) * 10)
     sleep = 22 * 60 + rng.randint(0, 12) * 10  # between 22:00 and 24:00
     social, sensitive, thrift, mood = TRAITS.get(str(drawn["personality"]).lower(), NEUTRAL_TRAITS)
+    params = catalog.CitizenParams.model_validate(group.agent_params)
+    social, sensitive, thrift = social * params.sociability, sensitive * params.news_sensitivity, \
+        thrift * params.thrift
     profile = dict(drawn, home=home, work=work)
-    return Person(id=pid, name=name, profile=profile, home=home, work=work, job=job,
+    return Person(id=pid, agent_class=catalog.resolve_class(group.agent_class), behaviour=behaviour, name=name,
+                  profile=profile, home=home, work=work, job=job,
                   occupation=str(drawn["occupation"]), age=int(_number(drawn["age"], 40)),
                   income=max(0, int(_number(drawn["income"], job.income))), sociability=social,
                   sensitivity=sensitive, thrift=thrift, mood_offset=mood, start_min=start,

@@ -35,6 +35,7 @@ class World:
         # sorted by id so every lookup is independent of the file's order
         self.aois: list[Aoi] = sorted(map_data.aois, key=lambda a: a.id)
         self.by_id: dict[int, Aoi] = {a.id: a for a in self.aois}
+        self.all_ids = [a.id for a in self.aois]
         self.by_kind: dict[str, list[int]] = {}
         for a in self.aois:
             self.by_kind.setdefault(a.kind, []).append(a.id)
@@ -46,26 +47,31 @@ class World:
         return kind in self.by_kind
 
     def ids(self, kind: str) -> list[int]:
-        return self.by_kind.get(kind, [])
+        """The places of a kind. A map with no homes or no workplaces (AgentSociety's maps often say
+        nothing of land use) lends them all its areas, as AgentSociety draws homes and jobs from all AOIs."""
+        found = self.by_kind.get(kind, [])
+        if not found and kind in ("home", "work"):
+            return self.all_ids
+        return found
 
     def distance_km(self, a: int, b: int) -> float:
         x, y = self.by_id[a], self.by_id[b]
         return math.hypot((x.lng - y.lng) * self._lng_km, (x.lat - y.lat) * KM_PER_DEGREE)
 
-    def travel_ticks(self, a: int, b: int, tick_seconds: int) -> int:
+    def travel_ticks(self, a: int, b: int, tick_seconds: int, speed_kmh: float = TRAVEL_KMH) -> int:
         if a == b:
             return 0
-        km_per_tick = TRAVEL_KMH * tick_seconds / 3600
+        km_per_tick = speed_kmh * tick_seconds / 3600
         return max(1, math.ceil(self.distance_km(a, b) / km_per_tick))
 
-    def nearest(self, origin: int, kind: str) -> list[int]:
-        """Up to NEAREST_CHOICES places of a kind, nearest first (ties by id); computed once per pair."""
+    def nearest(self, origin: int, kind: str, limit: int = NEAREST_CHOICES) -> list[int]:
+        """Up to `limit` places of a kind, nearest first (ties by id); each ranking computed once."""
         key = (origin, kind)
         found = self._nearest.get(key)
-        if found is None:
-            found = sorted(self.ids(kind), key=lambda i: (self.distance_km(origin, i), i))[:NEAREST_CHOICES]
+        if found is None or (len(found) < limit and len(found) < len(self.ids(kind))):
+            found = sorted(self.ids(kind), key=lambda i: (self.distance_km(origin, i), i))[:max(limit, NEAREST_CHOICES)]
             self._nearest[key] = found
-        return found
+        return found[:limit]
 
     def position(self, origin: int, dest: int, progress: float) -> tuple[float, float]:
         a, b = self.by_id[origin], self.by_id[dest]

@@ -296,6 +296,15 @@ def map_file_key(tenant_id: str, name: str) -> str:
     return map_file_prefix(tenant_id) + name
 
 
+def agent_profile_file_prefix(tenant_id: str) -> str:
+    """Where a tenant's agent profile files live (AgentSociety's `agent_profiles/<tenant>/`)."""
+    return f"agent_profiles/{_folder(tenant_id)}/"
+
+
+def agent_profile_file_key(tenant_id: str, file_id: str) -> str:
+    return f"{agent_profile_file_prefix(tenant_id)}{file_id}.json"
+
+
 def export_prefix(tenant_id: str, experiment_id: str) -> str:
     """Export archives; a bucket lifecycle rule expires everything under `exports/`."""
     return f"exports/{_folder(tenant_id)}/{experiment_id}/"

@@ -101,13 +101,17 @@ class ObjectStore:
         modified = int(head["LastModified"].timestamp() * 1000)
         return ObjectInfo(key, int(head["ContentLength"]), modified, checksum)
 
-    def download_url(self, key: str, filename: str) -> str:
+    def download_url(self, key: str, filename: str, expires_seconds: int = DOWNLOAD_URL_SECONDS) -> str:
         return self.client.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.bucket, "Key": key,
                     "ResponseContentDisposition": f'attachment; filename="{filename}"'},
-            ExpiresIn=DOWNLOAD_URL_SECONDS,
+            ExpiresIn=expires_seconds,
         )
+
+    def delete(self, key: str) -> None:
+        """Delete one object; deleting one that is not there is not an error (S3's own rule)."""
+        self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def upload_form(self, key: str, content_type: str) -> UploadForm:
         """A presigned POST bound to exactly this key, this content type and S3's size limit."""

@@ -68,4 +68,29 @@ class SimulationObjects:
         self.objects.put_bytes(path, body, content_type)
         return path
 
+    def map_download_url(self, file_path: str, expires_seconds: int) -> str:
+        """A presigned GET of a map file, as an attachment named like the file."""
+        return self.objects.download_url(file_path, file_path.rsplit("/", 1)[-1], expires_seconds)
+
+    # agent profile files --------------------------------------------------------------------------
+    def profile_file_readable(self, tenant_id: str, file_path: str) -> bool:
+        """Whether the path lies in the tenant's profile folder (the check before any read)."""
+        return file_path.startswith(keys.agent_profile_file_prefix(tenant_id))
+
+    def save_profile_file(self, tenant_id: str, file_id: str, records: list[dict]) -> str:
+        path = keys.agent_profile_file_key(tenant_id, file_id)
+        self.objects.put_bytes(path, json.dumps(records, ensure_ascii=False).encode(), "application/json")
+        return path
+
+    def load_profile_file(self, tenant_id: str, file_path: str) -> Optional[list[dict]]:
+        """The records of a profile file, None if it is not in the owner's folder or does not exist."""
+        if not self.profile_file_readable(tenant_id, file_path):
+            return None
+        blob = self.objects.get_if_exists(file_path)
+        return json.loads(blob) if blob is not None else None
+
+    def delete_profile_file(self, tenant_id: str, file_path: str) -> None:
+        if self.profile_file_readable(tenant_id, file_path):
+            self.objects.delete(file_path)
+
 

@@ -15,8 +15,9 @@ from chalicelib.domain.errors import Forbidden, InvalidInput, NotFound
 from chalicelib.domain.principals import PLATFORM
 from chalicelib.domain.simulation.maps import parse_map
 from chalicelib.domain.simulation.records import RunControl, SimExperiment, SimStatus, StoredConfig
+from chalicelib.domain.validation import validated
 from chalicelib.sim import spec as sim_spec
-from chalicelib.sim.workflow import step_seconds
+from chalicelib.sim.steps import step_seconds
 
 if TYPE_CHECKING:
     from chalicelib.domain.simulation.configs import ConfigService
@@ -84,35 +85,56 @@ class SimulationLauncher:
         loaded = {kind: self._config(tenant_id, kind, ref) for kind, ref in refs.items()}
         if not self.billing.can_launch(tenant_id):
             raise InvalidInput("Insufficient balance")
-        workflow = [self._resolve_survey(tenant_id, step) for step in loaded["workflow"].config]
+        # workflows stored before surveys were resolved on save still name them by id
+        workflow = [self.configs.with_survey(tenant_id, step) for step in loaded["workflow"].config]
         map_cfg = loaded["map"]
         raw_map = self.objects.load_map(map_cfg.tenant_id, map_cfg.config["file_path"])
         if raw_map is None:
             raise InvalidInput(f"map file {map_cfg.config['file_path']!r} of config {map_cfg.id} does not exist")
         try:
-            map_data = parse_map(raw_map)
+            map_data = parse_map(raw_map, map_cfg.config["file_path"])
         except ValueError as exc:
             raise InvalidInput(f"map file of config {map_cfg.id} is not a valid map: {exc}") from exc
         experiment_id = new_id()
-        spec = sim_spec.SimulationSpec(
-            experiment_id=experiment_id, name=request.exp_name, llm=loaded["llm"].config,
-            agents=loaded["agent"].config, map=map_data, workflow=workflow, seed=request.seed)
+        spec = validated(sim_spec.SimulationSpec, {
+            "experiment_id": experiment_id, "name": request.exp_name, "llm": loaded["llm"].config,
+            "agents": self._with_profiles(loaded["agent"]), "map": map_data, "workflow": workflow,
+            "seed": request.seed})
+        from chalicelib.sim.engine import check_population  # the engine loads only for launches
+
+        try:
+            check_population(spec)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from exc
         return LaunchPlan(tenant_id, experiment_id, request, loaded, spec)
+
+    def _with_profiles(self, agents: StoredConfig) -> dict:
+        """The agent config with every `memory_from_file` read: the file's records become the group's
+        people (`number`, if given, takes the first ones; more than the file holds is a 400)."""
+        config = dict(agents.config)
+        groups = []
+        for index, group in enumerate(config["citizens"], start=1):
+            path = group.get("memory_from_file")
+            if path is None:
+                groups.append(group)
+                continue
+            records = self.configs.memory_records(agents.tenant_id, path)
+            number = group.get("number")
+            if number is not None and number > len(records):
+                raise InvalidInput(f"citizen group {index} asks for {number} agents but its memory_from_file "
+                                   f"holds {len(records)} records")
+            rest = {k: v for k, v in group.items() if k not in ("memory_from_file", "number")}
+            groups.append({**rest, "profiles": records[:number] if number is not None else records})
+        supervisor = config.get("supervisor")
+        if supervisor and supervisor.get("memory_from_file"):  # checked, as a config's file must exist
+            self.configs.memory_records(agents.tenant_id, supervisor["memory_from_file"])
+        return {**config, "citizens": groups}
 
     def _config(self, tenant_id: str, kind: str, ref: ConfigRef) -> StoredConfig:
         try:
             return self.configs.get(tenant_id, kind, ref.id, owner=ref.tenant_id)
         except NotFound as exc:
             raise InvalidInput(f"{KIND_LABELS[kind]} config not found: {ref.id}") from exc
-
-    def _resolve_survey(self, tenant_id: str, step: dict) -> dict:
-        if step.get("type") != "survey" or not isinstance(step.get("survey"), str):
-            return step
-        try:
-            survey = self.configs.get(tenant_id, "survey", step["survey"])
-        except (NotFound, Forbidden) as exc:
-            raise InvalidInput(f"Survey with ID {step['survey']} not found") from exc
-        return {**step, "survey": {"id": survey.id, **survey.config}}
 
     # 2. create: the tracking run, the spec, the experiment with its control item ----------------
     def create(self, plan: LaunchPlan) -> SimExperiment:
@@ -123,7 +145,8 @@ class SimulationLauncher:
         exp = SimExperiment(
             tenant_id=tenant_id, id=experiment_id, name=request.exp_name, status=SimStatus.NOT_STARTED, cur_day=0,
             cur_t=float(plan.spec.start_t),
-            config=json.dumps({"llm": plan.llm.config, "agents": spec_json["agents"],
+            # the agent config as written (its profile files by name: the resolved people are in the spec)
+            config=json.dumps({"llm": plan.llm.config, "agents": plan.configs["agent"].config,
                                "map": plan.configs["map"].config, "workflow": spec_json["workflow"],
                                "exp": {"name": request.exp_name, "engine": request.engine, "seed": request.seed}}),
             error="", input_tokens=0, output_tokens=0, created_at=now, updated_at=now, engine=request.engine,

@@ -21,6 +21,33 @@ class ConfigBody(BaseModel):
     data: Any = None  # surveys carry their SurveyJS JSON as `data`
 
 
+class AgentTemplateBody(BaseModel):
+    """An agent template as AgentSociety's UI posts it; the fields after `description` are checked by
+    chalicelib.sim.spec.AgentTemplateConfig (the engine's classes, parameters and blocks)."""
+
+    model_config = ConfigDict(extra="ignore")  # the UI's "duplicate" re-posts tenant_id, id and timestamps
+
+    name: StrictStr = Field(min_length=1, max_length=255)
+    description: Optional[StrictStr] = Field(default="", max_length=2_000)
+    agent_type: Any = None
+    agent_class: Any = None
+    memory_distributions: Any = None
+    agent_params: Any = None
+    blocks: Any = None
+
+    def config_body(self) -> ConfigBody:
+        fields = ("agent_type", "agent_class", "memory_distributions", "agent_params", "blocks")
+        config = {name: getattr(self, name) for name in fields if getattr(self, name) is not None}
+        return ConfigBody(name=self.name, description=self.description or "", config=config)
+
+
+MAP_LINK_MAX_SECONDS = 7 * 24 * 3600  # a presigned S3 URL lives a week at most
+
+
+class MapLinkRequest(_Request):
+    expire_seconds: StrictInt = Field(default=600, ge=1, le=MAP_LINK_MAX_SECONDS)
+
+
 class ConfigRef(_Request):
     tenant_id: StrictStr = ""
     id: StrictStr = Field(min_length=1, max_length=64)

@@ -40,6 +40,8 @@ class StoredConfig:
                 "created_at": self.created_at, "updated_at": self.updated_at}
         if self.kind == "survey":
             body["data"] = self.config
+        elif self.kind in ("agent_template", "agent_profile"):  # AgentSociety's flat rows
+            body.update(self.config)
         else:
             body["config"] = self.config
         return body
