@@ -16,7 +16,7 @@ PACKAGE_REGION := $(or $(AWS_DEFAULT_REGION),$(AWS_REGION),us-east-1)
 # the merged template is linted with every rule
 FRAGMENT_ONLY_CHECKS := E1010,E3001
 
-.PHONY: run test bench venv clean package lint lint-infra
+.PHONY: run test bench venv clean package lint lint-infra reset
 
 venv: $(STAMP)
 
@@ -31,6 +31,11 @@ $(NODE_STAMP): package.json package-lock.json
 
 run: $(STAMP)
 	$(PY) -m devstack
+
+# the local stack's data (AGORA_DATA_DIR, default .agora/): gone for good
+reset:
+	rm -rf "$(or $(AGORA_DATA_DIR),.agora)"
+	@echo "local stack data removed"
 
 # DefinitionUri is relative to the template: `aws cloudformation package` looks for the ASL next to sam.json
 # open mode lets requests without a key in: a package carrying it in its environment is refused

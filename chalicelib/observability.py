@@ -37,7 +37,7 @@ def _http_keys(request: Any) -> dict[str, Any]:
 
 def correlation_id() -> str:
     """The current request's correlation id (the caller's `X-Correlation-Id`, else API Gateway's request id)."""
-    return str(logger.get_current_keys().get("correlation_id") or "")
+    return str(logger.thread_safe_get_current_keys().get("correlation_id") or "")
 
 
 def _event_keys(event: Any) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def observe(event: Any, get_response: Callable[[Any], Any]) -> Any:
     """Chalice middleware for every handler type: context keys, one summary line, metrics flushed."""
     is_http = hasattr(event, "method") and hasattr(event, "headers")
     keys = _http_keys(event) if is_http else _event_keys(event)
-    logger.append_keys(**keys)
+    logger.thread_safe_append_keys(**keys)  # this thread's request only: the local stack serves many at once
     began = time.monotonic()
     try:
         response = _traced(event, get_response, keys)
@@ -84,4 +84,4 @@ def observe(event: Any, get_response: Callable[[Any], Any]) -> Any:
         if metrics.metric_set:  # an invocation that counted nothing publishes nothing
             metrics.flush_metrics()
             metrics.clear_metrics()  # flushing does not clear when metrics are disabled (tests, local)
-        logger.remove_keys(list(keys))
+        logger.thread_safe_remove_keys(list(keys))

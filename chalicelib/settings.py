@@ -30,6 +30,7 @@ BUCKET = "AGORA_BUCKET"
 TOKEN_SECRET = "AGORA_TOKEN_SECRET"
 ADMIN_KEY = "AGORA_ADMIN_KEY"
 LOCAL_TENANTS = "AGORA_LOCAL_TENANTS"
+DATA_DIR = "AGORA_DATA_DIR"  # where the local stack keeps its data (default .agora/ in the checkout)
 OPEN_TENANT = "AGORA_OPEN_TENANT"  # the local stack's open mode; a deployed function refuses to start with it
 LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"  # set by the Lambda runtime, never locally
 RETENTION_DAYS = "AGORA_RETENTION_DAYS"

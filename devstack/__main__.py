@@ -29,10 +29,14 @@ def main() -> int:
         logging.getLogger(name).setLevel(logging.INFO)
     api_port, moto_port = _port("PORT", 8000), _port("MOTO_PORT", 5000)
 
+    from devstack.persistence import DataDirError
     from devstack.server import banner, start
 
     try:
         stack = start(api_port=api_port, moto_port=moto_port)
+    except DataDirError as exc:
+        print(f"devstack: cannot start: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"devstack: cannot start ({exc}); is PORT={api_port} or MOTO_PORT={moto_port} in use?",
               file=sys.stderr)

@@ -27,13 +27,17 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
+
+from chalice.local import ThreadedHTTPServer
 
 from devstack.resources import ROOT, load_template
 
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+LISTEN_BACKLOG = 128  # simultaneous connections waiting to be accepted (socketserver's default is 5)
 STAGE = "dev"
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -54,6 +58,9 @@ class LocalStack:
     state_machines: dict[str, str]  # logical id -> state machine ARN
     startup_seconds: float
     platform_configs: dict[str, str] = field(default_factory=dict)  # kind -> id of the seeded platform config
+    data_dir: Optional[Path] = None
+    restored: Any = None  # devstack.persistence.Restored when earlier data was restored
+    resumed: list[str] = field(default_factory=list)  # simulations started again after a restart
     _stoppers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def stop(self) -> None:
@@ -65,12 +72,16 @@ class LocalStack:
                 logger.exception("error while stopping the local stack")
 
 
-def start(api_port: int = 0, moto_port: int = 0, *, stage: str = STAGE) -> LocalStack:
-    """Start everything in this process; port 0 picks a free port (the handle has the real ones)."""
+def start(api_port: int = 0, moto_port: int = 0, *, stage: str = STAGE,
+          data_dir: Optional[Path] = None) -> LocalStack:
+    """Start everything in this process; port 0 picks a free port (the handle has the real ones).
+
+    `data_dir` keeps the data across restarts (default: `AGORA_DATA_DIR`, else `.agora/` in the checkout).
+    """
     began = time.monotonic()
     stoppers: list[Callable[[], None]] = []
     try:
-        return _start(api_port, moto_port, stage, stoppers, began)
+        return _start(api_port, moto_port, stage, stoppers, began, data_dir or default_data_dir())
     except BaseException:
         for stopper in reversed(stoppers):
             try:
@@ -80,14 +91,29 @@ def start(api_port: int = 0, moto_port: int = 0, *, stage: str = STAGE) -> Local
         raise
 
 
+def default_data_dir() -> Path:
+    from chalicelib import settings
+
+    return Path(os.environ.get(settings.DATA_DIR, "").strip() or ROOT / ".agora").resolve()
+
+
 def _start(api_port: int, moto_port: int, stage: str, stoppers: list[Callable[[], None]],
-           began: float) -> LocalStack:
+           began: float, data_dir: Path) -> LocalStack:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per moto request otherwise
+    import werkzeug.serving
     from moto.server import ThreadedMotoServer
 
+    from devstack import moto_hardening
+    from devstack.persistence import Persistence
+
+    moto_hardening.install()
     saved_environ = dict(os.environ)
     stoppers.append(lambda: _restore_environ(saved_environ))
+    persistence = Persistence(data_dir, region=os.environ.get("AWS_DEFAULT_REGION") or REGION)
+    had_data = persistence.open()
+    stoppers.append(persistence.close)  # runs after the API stopped taking requests, before moto stops
 
+    werkzeug.serving.ThreadedWSGIServer.request_queue_size = LISTEN_BACKLOG
     moto_server = ThreadedMotoServer(ip_address=HOST, port=moto_port, verbose=False)
     moto_server.start()
     stoppers.append(moto_server.stop)
@@ -108,6 +134,12 @@ def _start(api_port: int, moto_port: int, stage: str, stoppers: list[Callable[[]
 
     session = boto3.session.Session()
     os.environ.update(create_resources(session))
+    restored = None
+    if had_data and persistence.restore_kms():
+        restored = persistence.restore()
+    else:
+        persistence.keep_kms()
+    persistence.start()
     config = _chalice_config(stage)
     app = config.chalice_app  # imports app.py with the stage's environment variables applied
     wiring.reset()
@@ -133,7 +165,7 @@ def _start(api_port: int, moto_port: int, stage: str, stoppers: list[Callable[[]
     wiring.reset()
 
     keys = seed_keys(wiring.services().directory, open_key)
-    platform_configs = seed_platform_configs(wiring.services())
+    platform_configs = {} if restored is not None else seed_platform_configs(wiring.services())
     credit_local_tenants(wiring.services(), [*keys.tenants, *([keys.open_tenant] if keys.open_tenant else [])])
 
     thread = threading.Thread(target=api_server.server.serve_forever, name="agora-api", daemon=True)
@@ -144,10 +176,40 @@ def _start(api_port: int, moto_port: int, stage: str, stoppers: list[Callable[[]
         thread.join(timeout=5)
 
     stoppers.append(stop_api)
+    resumed = resume_simulations(wiring.services()) if restored is not None else []
     return LocalStack(api_url=api_url, api_port=api_port, moto_url=moto_url,
                       moto_port=moto_port, keys=keys, functions=functions, state_machines=state_machines,
-                      platform_configs=platform_configs,
+                      platform_configs=platform_configs, data_dir=data_dir, restored=restored, resumed=resumed,
                       startup_seconds=time.monotonic() - began, _stoppers=stoppers)
+
+
+def resume_simulations(container: Any) -> list[str]:
+    """Start an execution again for every simulation that was under way when the stack stopped
+    (Step Functions executions are not kept); a built-in run goes on from its checkpoint."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    from chalicelib import settings
+    from chalicelib.domain.simulation.records import SimStatus
+    from devstack import moto_hardening
+
+    table = dynamodb_backends[ACCOUNT_ID][os.environ.get("AWS_DEFAULT_REGION") or REGION].get_table(
+        os.environ[settings.SIMULATIONS_TABLE])
+    with moto_hardening.DYNAMODB_LOCK:
+        active = [(item.attrs["tenant_id"].value, item.attrs["id"].value) for item in table.all_items()
+                  if item.attrs.get("kind") is not None and item.attrs["kind"].value == "simulation"
+                  and int(item.attrs["status"].value) in (SimStatus.NOT_STARTED, SimStatus.RUNNING)]
+    resumed = []
+    for tenant_id, experiment_id in active:
+        exp = container.simulation_store.get_experiment(tenant_id, experiment_id)
+        if exp is None or exp.status.ended:
+            continue
+        container.agent_data.append_log(tenant_id, experiment_id, ["the local stack restarted: the run goes on"])
+        try:
+            container.launcher.start(exp, "resumed after a restart")
+            resumed.append(experiment_id)
+        except Exception:  # the launcher has marked it ERROR with the reason
+            logger.exception("could not resume simulation %s", experiment_id)
+    return resumed
 
 
 def _local_defaults(api_url: str) -> dict[str, str]:
@@ -179,6 +241,10 @@ def _point_environ_at(moto_url: str, moto_port: int) -> None:
         "AWS_ENDPOINT_URL": moto_url,
         "MOTO_PORT": str(moto_port),
         "POWERTOOLS_TRACE_DISABLED": os.environ.get("POWERTOOLS_TRACE_DISABLED", "1"),
+        # EMF lines reach no CloudWatch here, and one process serves many requests at once: the metrics
+        # of concurrent requests would mix (Powertools keeps one metric set per process, as Lambda has
+        # one request at a time) and their prints would break the JSON log lines
+        "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "1"),
     })
     from chalicelib import settings
 
@@ -205,6 +271,12 @@ def _chalice_config(stage: str) -> Any:
     return CLIFactory(project_dir=str(ROOT), environ=os.environ).create_config_obj(chalice_stage_name=stage)
 
 
+class _BackloggedServer(ThreadedHTTPServer):
+    """`chalice local`'s threaded server, with room for more than 5 connections waiting to be accepted."""
+
+    request_queue_size = LISTEN_BACKLOG
+
+
 def _local_server(app: Any, config: Any, port: int, open_key: Optional[str]) -> Any:
     """`chalice local`'s server with Agora's front (devstack.gateway): the deployed gateway's errors, open mode."""
     from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer
@@ -214,7 +286,7 @@ def _local_server(app: Any, config: Any, port: int, open_key: Optional[str]) -> 
     if not isinstance(app, CustomLocalChalice):  # what chalice's create_local_server does, once per process
         CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
         app.__class__ = CustomLocalChalice
-    return LocalDevServer(app, config, HOST, port, handler_cls=handler_class(open_key))
+    return LocalDevServer(app, config, HOST, port, handler_cls=handler_class(open_key), server_cls=_BackloggedServer)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,6 +467,12 @@ def banner(stack: LocalStack) -> str:
                      f"({settings.OPEN_TENANT})")
     if stack.platform_configs:
         lines.append(f"  configs    platform {', '.join(sorted(stack.platform_configs))} (tenant \"\")")
+    if stack.data_dir is not None:
+        kept = ("restored " + f"{stack.restored.items} items and {stack.restored.objects} objects "
+                f"in {stack.restored.seconds:.1f} s" if stack.restored is not None else "new")
+        lines.append(f"  data       {stack.data_dir}  ({kept}; `make reset` empties it)")
+    if stack.resumed:
+        lines.append(f"  resumed    {len(stack.resumed)} simulation(s) that were running")
     lines.append(f"  try        curl -H 'Authorization: Bearer {example_key}' {stack.api_url}/api/v1/experiments")
     lines.append("Ctrl-C stops.")
     return "\n".join(lines)

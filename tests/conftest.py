@@ -17,7 +17,11 @@ from moto import mock_aws
 
 from chalicelib import settings, wiring
 from chalicelib.domain.principals import Principal, hash_api_key
+from devstack import moto_hardening
 from devstack.resources import create_resources
+
+# moto as the local stack ships it: DynamoDB requests isolated like DynamoDB's, no leaking models
+moto_hardening.install()
 
 # Every boto3 session would re-read botocore's service models from disk (~0.3 s per test); one
 # shared loader keeps the suite fast. Only the loading of the models is shared, nothing else.

@@ -1,7 +1,6 @@
 """Billing: accounts, bills, admin recharge, the balance check at launch, and one bill per run, exactly once."""
 from __future__ import annotations
 
-import functools
 import json
 import threading
 from datetime import datetime, timedelta
@@ -17,28 +16,6 @@ MICRO = Decimal("0.000001")
 
 
 # helpers ------------------------------------------------------------------------------------------
-@pytest.fixture
-def serializable_writes(monkeypatch):
-    """Give moto's DynamoDB the isolation of the real one, for tests that write from several threads at once.
-
-    moto applies a TransactWriteItems action by action, and when one condition fails it restores a copy
-    of the whole table taken when the transaction began: a concurrent transaction or write is then
-    undone, or interleaves with it (lost balance updates). DynamoDB's transactions are serializable;
-    one lock around moto's writes restores that.
-    """
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    for name in ("transact_write_items", "put_item", "update_item", "delete_item"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(*args, __original=original, **kwargs):
-            with lock:
-                return __original(*args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, functools.wraps(original)(locked))
-
-
 def headers_for(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
@@ -448,7 +425,7 @@ def test_a_retried_bill_step_bills_nothing_more(sim_client):
     assert exp.status == 2
 
 
-def test_concurrent_bill_attempts_on_one_run_bill_once(sim_client, serializable_writes):
+def test_concurrent_bill_attempts_on_one_run_bill_once(sim_client):
     """Eight bill attempts at once (retries, a second execution path): one transaction wins, the rest bill nothing."""
     from chalicelib import wiring
     from chalicelib.domain.clock import new_id
@@ -483,7 +460,7 @@ def test_concurrent_bill_attempts_on_one_run_bill_once(sim_client, serializable_
     assert balance(sim_client) == Decimal("97.65")
 
 
-def test_a_stop_racing_the_finish_bills_once(sim_client, serializable_writes):
+def test_a_stop_racing_the_finish_bills_once(sim_client):
     refs = make_configs(sim_client, agents=3, workflow=[{"type": "step", "steps": 3}])
     exp_id = launch(sim_client, refs).json_body["data"]["id"]
     answers = []
@@ -495,7 +472,7 @@ def test_a_stop_racing_the_finish_bills_once(sim_client, serializable_writes):
     assert lines["run_time"]["amount"] == expected_run_time(exp, lines["run_time"]["created_at"])[0]
 
 
-def test_an_external_stop_racing_its_finish_callback_bills_once(sim_client, fake_engine, serializable_writes):
+def test_an_external_stop_racing_its_finish_callback_bills_once(sim_client, fake_engine):
     from chalicelib import wiring
     from chalicelib.domain.errors import AgoraError
 
@@ -529,7 +506,7 @@ def test_an_external_stop_racing_its_finish_callback_bills_once(sim_client, fake
     assert_billed_once(sim_client, exp_id, {"run_time"}, SIM_CREDIT)
 
 
-def test_concurrent_launches_on_a_small_balance_all_pass_and_each_is_billed_once(sim_client, serializable_writes):
+def test_concurrent_launches_on_a_small_balance_all_pass_and_each_is_billed_once(sim_client):
     """No amount is held at launch (AgentSociety's rule): all pass the check and the balance may go negative."""
     from chalicelib import wiring
     from chalicelib.domain.simulation.models import LaunchRequest

@@ -9,11 +9,13 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -29,23 +31,32 @@ STARTUP_TIMEOUT = 30
 
 
 @pytest.fixture
-def stack_url() -> Iterator[str]:
-    with running_stack({}) as url:
-        yield url
+def stack_url(tmp_path: Path) -> Iterator[str]:
+    with running_stack({}, tmp_path / "data") as stack:
+        yield stack.url
 
 
 @pytest.fixture
-def open_stack_url() -> Iterator[str]:
+def open_stack_url(tmp_path: Path) -> Iterator[str]:
     """The stack in open mode, as AgentSociety's open-source UI needs it."""
-    with running_stack({"AGORA_OPEN_TENANT": "default"}) as url:
-        yield url
+    with running_stack({"AGORA_OPEN_TENANT": "default"}, tmp_path / "data") as stack:
+        yield stack.url
+
+
+@dataclass
+class RunningStack:
+    url: str
+    proc: subprocess.Popen
+    banner: str
+    lines: list[str]  # everything it printed so far (its JSON log lines among them)
 
 
 @contextlib.contextmanager
-def running_stack(extra_env: dict[str, str]) -> Iterator[str]:
+def running_stack(extra_env: dict[str, str], data_dir: Path) -> Iterator[RunningStack]:
+    """`python -m devstack` keeping its data in `data_dir`; stopped with Ctrl-C unless the test killed it."""
     env = {**os.environ, "PORT": "0", "MOTO_PORT": "0", "PYTHONUNBUFFERED": "1",
            "AGORA_LOCAL_TENANTS": ",".join(f"{t}:{k}" for t, k in KEYS.items()), "AGORA_ADMIN_KEY": ADMIN_KEY,
-           **extra_env}
+           "AGORA_DATA_DIR": str(data_dir), **extra_env}
     env.pop("AWS_ENDPOINT_URL", None)
     if "AGORA_OPEN_TENANT" not in extra_env:
         env.pop("AGORA_OPEN_TENANT", None)
@@ -72,11 +83,12 @@ def running_stack(extra_env: dict[str, str]) -> Iterator[str]:
                 pytest.fail(f"the local stack did not start:\n{''.join(lines)}\n{stderr.read()[-4000:]}")
             banner = "".join(lines)
             assert "tenant-a, tenant-b" in banner and KEYS["tenant-a"] not in banner and ADMIN_KEY not in banner
-            yield match.group(1)
-            proc.send_signal(signal.SIGINT)  # what Ctrl-C does
-            assert proc.wait(timeout=10) == 0
-            reader.join(timeout=5)
-            assert "stopped" in "".join(lines)
+            yield RunningStack(match.group(1), proc, banner, lines)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)  # what Ctrl-C does
+                assert proc.wait(timeout=30) == 0
+                reader.join(timeout=5)
+                assert "stopped" in "".join(lines)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -217,3 +229,92 @@ def test_open_mode_serves_requests_without_a_key_as_its_tenant_and_keys_as_their
     wrong = requests.post(f"{url}/api/map-configs/{listed[0]['id']}/export", headers=form,
                           data="authorization=Bearer+wrong", allow_redirects=False, timeout=10)
     assert wrong.status_code == 401
+
+
+def _journal_holds(data_dir: Path, text: str) -> bool:
+    journal = data_dir / "journal.jsonl"
+    return journal.exists() and text in journal.read_text()
+
+
+def test_data_survives_a_restart_and_a_crash_and_a_running_simulation_goes_on(tmp_path: Path) -> None:
+    """What `make run` holds (DESIGN.md section 2): a restart loses nothing, a crash only the last moment,
+    stored secrets still decrypt, and a simulation that was running finishes after the restart."""
+    data = tmp_path / "data"
+    auth = {"Authorization": f"Bearer {KEYS['tenant-a']}"}
+    with running_stack({"AGORA_SIM_STEP_PAUSE_SECONDS": "3"}, data) as stack:
+        api = stack.url
+        exp = requests.post(f"{api}/api/v1/experiments", json={"name": "kept"}, headers=auth, timeout=10).json()
+        run = requests.post(f"{api}/api/v1/experiments/runs", json={"experiment_id": exp["id"]}, headers=auth,
+                            timeout=10).json()
+        for step in range(0, 3000, 1000):
+            batch = [{"key": "loss", "value": 1 / (i + 1), "step": i, "timestamp": 1_700_000_000_000 + i}
+                     for i in range(step, step + 1000)]
+            assert requests.post(f"{api}/api/v1/experiments/runs/{run['id']}/log-batch", json={"metrics": batch},
+                                 headers=auth, timeout=30).status_code == 200
+        requests.post(f"{api}/api/v1/experiments/runs/{run['id']}/log-params", json={"params": {"lr": "0.1"}},
+                      headers=auth, timeout=10)
+        llm = requests.post(f"{api}/api/llm-configs", headers=auth, timeout=10, json={
+            "name": "secret", "config": [{"provider": "builtin", "model": "builtin", "api_key": "sk-keep-me"}]}).json()
+        platform = {kind: requests.get(f"{api}/api/{kind}-configs", headers=auth, timeout=10).json()["data"]
+                    for kind in ("llm", "agent", "map", "workflow")}
+        workflow = requests.post(f"{api}/api/workflow-configs", headers=auth, timeout=10, json={
+            "name": "short", "config": [{"type": "step", "steps": 36}]}).json()["data"]
+        refs = {kind: {"tenant_id": "", "id": platform[plural][-1]["id"]}
+                for kind, plural in (("llm", "llm"), ("agents", "agent"), ("map", "map"))}
+        sim = requests.post(f"{api}/api/run-experiments", headers=auth, timeout=30, json={
+            "exp_name": "across a restart", "workflow": {"tenant_id": "tenant-a", "id": workflow["id"]},
+            **refs}).json()["data"]["id"]
+        _wait(lambda: requests.get(f"{api}/api/experiments/{sim}", headers=auth, timeout=10).json()
+              .get("data", {}).get("status") == 1, 60)
+        before = requests.get(f"{api}/api/v1/experiments/runs/{run['id']}", headers=auth, timeout=10).json()
+    # Ctrl-C stopped it half way through the simulation (a 3 s pause after each of its 3 steps)
+
+    with running_stack({"AGORA_SIM_STEP_PAUSE_SECONDS": "0"}, data) as stack:
+        api = stack.url
+        assert "restored" in stack.banner and "resumed    1 simulation" in stack.banner
+        assert requests.get(f"{api}/api/v1/experiments/runs/{run['id']}", headers=auth, timeout=10).json() == before
+        history = requests.get(f"{api}/api/v1/experiments/runs/{run['id']}/metrics/loss?limit=5000", headers=auth,
+                               timeout=30).json()
+        assert [p["step"] for p in history["points"]] == list(range(3000))
+        # the platform configs were not seeded twice
+        assert [c["id"] for c in requests.get(f"{api}/api/llm-configs", headers=auth, timeout=10).json()["data"]
+                if c["tenant_id"] == ""] == [c["id"] for c in platform["llm"] if c["tenant_id"] == ""]
+        # the LLM key still opens: an update sending the masked key back keeps the stored one
+        kept = requests.put(f"{api}/api/llm-configs/{llm['data']['id']}", headers=auth, timeout=10, json={
+            "name": "secret", "config": llm["data"]["config"]})
+        assert kept.status_code == 200, kept.text
+        done = _wait(lambda: (e := requests.get(f"{api}/api/experiments/{sim}", headers=auth, timeout=10)
+                              .json()["data"])["status"] != 1 and e, 120)
+        assert done["status"] == 2, done["error"]
+        timeline = requests.get(f"{api}/api/experiments/{sim}/timeline", headers=auth, timeout=10).json()["data"]
+        assert len(timeline) == 36 and len({(i["day"], i["t"]) for i in timeline}) == 36  # no gap, no repeat
+        log = requests.get(f"{api}/api/run-experiments/{sim}/log", headers=auth, timeout=10).text
+        assert "resuming from its checkpoint" in log
+
+        late = requests.post(f"{api}/api/v1/experiments", json={"name": "just before a crash"}, headers=auth,
+                             timeout=10).json()
+        _wait(lambda: _journal_holds(data, late["id"]), 30)  # written down within a flush interval
+        stack.proc.send_signal(signal.SIGKILL)
+        stack.proc.wait(timeout=10)
+
+    with running_stack({}, data) as stack:
+        found = requests.get(f"{stack.url}/api/v1/experiments/{late['id']}", headers=auth, timeout=10)
+        assert found.status_code == 200 and found.json()["name"] == "just before a crash"
+
+
+def test_the_stack_takes_64_connections_at_once_and_one_data_dir_serves_one_stack(tmp_path: Path) -> None:
+    with running_stack({}, tmp_path / "data") as stack:
+        host, port = stack.url.removeprefix("http://").split(":")
+        sockets = [socket.create_connection((host, int(port)), timeout=30) for _ in range(80)]
+        try:
+            for s in sockets:  # all connected before any is served: the backlog holds them
+                s.sendall(b"GET /api/agent-blocks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answers = [s.recv(64) for s in sockets]
+        finally:
+            for s in sockets:
+                s.close()
+        assert all(a.startswith(b"HTTP/1.1 200") for a in answers), answers[:3]
+        env = {**os.environ, "PORT": "0", "MOTO_PORT": "0", "AGORA_DATA_DIR": str(tmp_path / "data")}
+        second = subprocess.run([sys.executable, "-m", "devstack"], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert second.returncode != 0 and "in use by another local stack" in second.stderr

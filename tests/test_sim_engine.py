@@ -57,9 +57,7 @@ def flat(results: list[StepResult], name: str) -> list:
 def test_a_builtin_day_writes_every_agent_every_tick() -> None:
     sim = Simulation.create(make_spec(50))
     assert (sim.cur_day, sim.cur_t, sim.ticks_done, sim.total_ticks_planned) == (0, 8 * 3600.0, 0, 288)
-    started = time.process_time()
-    results = run_all(sim)
-    assert time.process_time() - started < 2.0  # 50 agents for a day: measured about 0.2 s
+    results = run_all(sim)  # its speed is measured in bench/, not asserted here
     ticks = flat(results, "ticks")
     assert len(ticks) == 288 and sim.ticks_done == 288 and sim.done
     assert [tick.step for tick in ticks] == list(range(288))

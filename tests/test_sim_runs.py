@@ -231,7 +231,13 @@ def test_a_silent_external_engine_is_found_by_the_heartbeat_timeout(sim_client, 
     wiring.reset()
     refs = make_configs(sim_client, agents=3)
     exp_id = launch(sim_client, refs, engine="external").json_body["data"]["id"]
-    fake_engine()  # started, then never reports
+    token = fake_engine()  # started, then never reports
     exp = wait_for_end(sim_client, exp_id, timeout=20)
     assert exp.status == 3
     assert "heartbeat" in exp.error
+    # the token dies with its run: no spec (with the tenant's LLM keys), no report, no finish
+    spec = sim_client.http.get(f"/api/run-experiments/{exp_id}/engine/spec?callback_auth_token={token}")
+    assert spec.status_code == 403 and "api_key" not in spec.body.decode()
+    assert report(sim_client, exp_id, token, {"cur_day": 0, "cur_t": 0, "input_tokens": 0, "output_tokens": 0,
+                                              "ticks_done": 0}).status_code == 403
+    assert finish(sim_client, exp_id, token).status_code == 403

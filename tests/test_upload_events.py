@@ -53,6 +53,11 @@ def notify(client, key: str, **kwargs: Any) -> str:
     return client.lambda_.invoke("register_artifact_upload", object_created(client, key, **kwargs)).payload["outcome"]
 
 
+def expect(client, run_id: str, path: str, tenant: str = "tenant-a") -> str:
+    """Ask the API for a presigned upload of `path` (so the run expects it); returns the object key."""
+    return ok(send(client, "post", f"{RUNS}/{run_id}/artifact-uploads", {"path": path}, tenant), 201)["fields"]["key"]
+
+
 def put(aws, key: str, body: bytes = b"x") -> None:
     aws.client("s3").put_object(Bucket=os.environ["AGORA_BUCKET"], Key=key, Body=body)
 
@@ -104,6 +109,7 @@ def test_keys_are_url_decoded_and_a_literal_plus_is_still_found(client, aws, sub
         ("an unencoded key with a literal '+'", "a+b.txt", False),
     ]:
         with subtests.test(name):
+            assert expect(client, run_id, event_key) == prefix + event_key
             put(aws, prefix + event_key)
             assert notify(client, prefix + event_key, encode=encode) == "registered"
             assert event_key in artifacts(client, run_id)
@@ -203,3 +209,34 @@ def test_uploads_landing_for_a_deleted_experiment_are_ignored_and_for_a_purged_r
 
 def _ids(client, run_id: str) -> tuple[str, str]:
     return ok(client.http.get(f"{RUNS}/{run_id}", headers=auth()))["experiment_id"], run_id
+
+
+def test_an_object_no_presigned_upload_was_given_for_is_not_registered_whatever_its_key_says(client, aws):
+    """S3's POST policy binds each form to its key, but the handler does not rely on S3 having enforced it
+    (moto, for one, does not): a key edited in tenant-a's form to point into tenant-b's run registers nothing."""
+    exp_a, exp_b = new_experiment(client), new_experiment(client, tenant="tenant-b")
+    run_a, run_b = new_run(client, exp_a), new_run(client, exp_b, tenant="tenant-b")
+    mine = expect(client, run_a, "model.bin")
+    theirs = mine.replace(f"tenants/tenant-a/experiments/{exp_a}/runs/{run_a}/",
+                          f"tenants/tenant-b/experiments/{exp_b}/runs/{run_b}/")
+    put(aws, theirs, b"planted")
+    assert notify(client, theirs) == "ignored: no presigned upload was given for this run and path"
+    assert artifacts(client, run_b, tenant="tenant-b") == {}
+    put(aws, artifact_key("tenant-a", exp_a, run_a, "other.bin"), b"never asked for")
+    assert notify(client, artifact_key("tenant-a", exp_a, run_a, "other.bin")).startswith("ignored: no presigned")
+    put(aws, mine, b"mine")
+    assert notify(client, mine) == "registered" and list(artifacts(client, run_a)) == ["model.bin"]
+
+
+def test_s3_here_holds_a_presigned_post_to_its_policy_as_aws_does(client):
+    run_id = new_run(client, new_experiment(client))
+    form = ok(send(client, "post", f"{RUNS}/{run_id}/artifact-uploads",
+                   {"path": "a.txt", "content_type": "text/plain"}), 201)
+    cases = {"another key": {**form["fields"], "key": form["fields"]["key"].replace("a.txt", "b.txt")},
+             "another content type": {**form["fields"], "Content-Type": "text/html"},
+             "no policy": {k: v for k, v in form["fields"].items() if k != "policy"}}
+    for case, fields in cases.items():
+        posted = requests.post(form["url"], data=fields, files={"file": ("a.txt", b"hello")})
+        assert posted.status_code == 403, case
+    assert requests.post(form["url"], data=form["fields"], files={"file": ("a.txt", b"")}).status_code == 403
+    assert requests.post(form["url"], data=form["fields"], files={"file": ("a.txt", b"hello")}).status_code == 204

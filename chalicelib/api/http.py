@@ -21,6 +21,7 @@ from chalicelib.domain.errors import (
     PayloadTooLarge,
     Throttled,
     Unauthenticated,
+    Unavailable,
 )
 from chalicelib.domain.principals import ANONYMOUS, Principal
 from chalicelib.domain.validation import MAX_JSON_BODY_BYTES, parse_json_body, validated
@@ -33,7 +34,7 @@ MULTIPART = "multipart/form-data"
 FORM = "application/x-www-form-urlencoded"
 
 STATUS = {InvalidInput: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, Conflict: 409, PayloadTooLarge: 413,
-          Throttled: 503}
+          Throttled: 503, Unavailable: 503}
 RETRY_AFTER_SECONDS = "1"
 
 

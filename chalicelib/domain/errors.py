@@ -40,6 +40,10 @@ class Throttled(AgoraError):
     """The storage refused the request for capacity; the client should retry after a pause (503)."""
 
 
+class Unavailable(AgoraError):
+    """A service Agora depends on failed for a moment (a 5xx, a timeout); retrying later succeeds (503)."""
+
+
 class StaleRecord(Exception):
     """Raised by a store: the record changed since it was read (optimistic locking); read again and retry.
 

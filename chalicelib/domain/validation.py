@@ -18,8 +18,13 @@ MAX_BATCH_PARAMS = 100
 MAX_BATCH_TAGS = 100
 MAX_BATCH_ENTITIES = 1_000
 MAX_JSON_BODY_BYTES = 1_000_000
+MAX_JSON_DEPTH = 32  # DynamoDB's limit for nested documents; no client of Agora nests deeper
 
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-. /:]+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# a media type, as HTTP writes one: type/subtype, then optional ;name=value parameters (RFC 9110 section 8.3.1)
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_MEDIA_TYPE = re.compile(rf'^{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|"[^"\\\x00-\x1f\x7f]*"))*$')
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -36,12 +41,22 @@ def check_key(key: str, what: str = "key") -> str:
 
 
 def check_relative_path(path: str, what: str = "path") -> str:
-    """Reject anything that would normalise to another path: leading '/', '.', '..', empty segments."""
+    """Reject anything that would normalise to another path (leading '/', '.', '..', empty segments), and
+    control characters, which S3 keys may hold but its event notifications and URLs mangle."""
+    if _CONTROL.search(path):
+        raise ValueError(f"{what} {path!r} must not contain control characters")
     if path.startswith("/"):
         raise ValueError(f"{what} {path!r} must not start with '/'")
     if any(segment in ("", ".", "..") for segment in path.split("/")):
         raise ValueError(f"{what} {path!r} must not contain '.', '..' or empty path segments")
     return path
+
+
+def check_media_type(value: str, what: str = "content_type") -> str:
+    """A media type such as `text/plain; charset=utf-8`; nothing that could end a header line early."""
+    if not _MEDIA_TYPE.match(value):
+        raise ValueError(f"{what} {value!r} is not a media type (type/subtype, optionally ;name=value)")
+    return value
 
 
 def metric_value(raw: Any) -> float:
@@ -81,11 +96,43 @@ def parse_json_body(raw: bytes | None, limit: int = MAX_JSON_BODY_BYTES) -> Any:
     if len(raw) > limit:
         raise PayloadTooLarge(f"request body is {len(raw)} bytes; the limit is {limit}")
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        parsed = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise InvalidInput("request body is nested too deeply") from exc
+    return checked_json(parsed, "request body")
+
+
+def checked_json(value: Any, what: str) -> Any:
+    """JSON that Agora can store: nested at most MAX_JSON_DEPTH levels, every text valid Unicode.
+
+    A JSON escape can spell a lone surrogate (`"\\ud800"`), which no UTF-8 store accepts.
+    """
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise InvalidInput(f"{what} nests more than {MAX_JSON_DEPTH} levels of objects and lists")
+            children = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in children:
+                if isinstance(key, str):
+                    check_text(key, what)
+                pending.append((child, depth + 1))
+        elif isinstance(item, str):
+            check_text(item, what)
+    return value
+
+
+def check_text(text: str, what: str) -> str:
+    """Text that encodes as UTF-8 (no lone surrogates); 400 otherwise."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{what} holds text that is not valid Unicode (a lone surrogate at position "
+                           f"{exc.start})") from exc
+    return text
 
 
 def validation_detail(exc: ValidationError) -> list[dict[str, Any]]:

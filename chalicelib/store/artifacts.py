@@ -6,6 +6,7 @@ artifacts live under `<location>runs/<run>/artifacts/`.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from chalicelib.store.objects import ObjectInfo, ObjectStore, UploadForm
 
 MAX_LOCATION_LENGTH = 512
+UPLOAD_GRACE_SECONDS = 86_400  # an expected upload is forgotten a day after its form expired
 
 
 def _artifact(item: dict[str, Any]) -> Artifact:
@@ -96,7 +98,18 @@ class ArtifactStore:
         return self.objects.download_url(self._object_key(run, path), path.rsplit("/", 1)[-1])
 
     def upload_form(self, run: Run, path: str, content_type: str) -> UploadForm:
-        return self.objects.upload_form(self._object_key(run, path), content_type)
+        """A presigned POST for the run's artifact `path`, noted as expected until a day after it expires."""
+        form = self.objects.upload_form(self._object_key(run, path), content_type)
+        self.table.put({**keys.expected_upload_key(run.tenant_id, run.id, path), "kind": "upload",
+                        "object_key": self._object_key(run, path),
+                        keys.TTL_ATTRIBUTE: int(time.time()) + form.expires_in + UPLOAD_GRACE_SECONDS})
+        return form
+
+    def expects(self, run: Run, object_key: str, path: str) -> bool:
+        """Whether the run was given a presigned upload for exactly this object (S3's POST policy binds
+        the key, but nothing here relies on S3 having enforced it)."""
+        item = self.table.get(keys.expected_upload_key(run.tenant_id, run.id, path))
+        return item is not None and item.get("object_key") == object_key
 
     def readings(self, object_key: str) -> list[tuple[str, str, str]]:
         """(tenant, run, path) readings of an uploaded object's key (see keys.parse_run_artifact_key)."""

@@ -5,8 +5,6 @@ lines and the balance change. Either all of it happens once, or nothing does.
 """
 from __future__ import annotations
 
-import random
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import islice
@@ -15,8 +13,6 @@ from typing import Any, Optional
 from chalicelib.domain.billing import CURRENCY, ZERO, Account, AlreadyRecorded, BillLine, Charge
 from chalicelib.store import keys
 from chalicelib.store.dynamo import Condition, SortRange, Table, TransactionCancelled, Update, from_item, to_item
-
-CONFLICT_ATTEMPTS = 10  # concurrent transactions on one account (two runs ending at once) are retried
 
 
 def _account(item: dict[str, Any]) -> Account:
@@ -92,15 +88,11 @@ class BillingStore:
                    .set("created_at", charge.created_at, if_absent=True))
         actions.append(self.table.update_action(keys.account_key(charge.tenant_id), balance))
         actions += [self.table.put_action(_bill_values(line), condition=Condition.absent()) for line in charge.lines]
-        for attempt in range(CONFLICT_ATTEMPTS):
-            try:
-                self.table.transact(actions)
-                return
-            except TransactionCancelled as exc:
-                if guard is not None and exc.failed(0):
-                    recorded = self.table.get({"pk": guard["pk"], "sk": guard["sk"]})
-                    if recorded is not None:
-                        raise AlreadyRecorded(recorded) from exc
-                if not exc.conflicted or attempt == CONFLICT_ATTEMPTS - 1:
-                    raise
-                time.sleep(min(0.02 * 2**attempt, 1.0) * (0.5 + random.random()))
+        try:
+            self.table.transact(actions)  # concurrent charges of one account conflict: transact retries them
+        except TransactionCancelled as exc:
+            if guard is not None and exc.failed(0):
+                recorded = self.table.get({"pk": guard["pk"], "sk": guard["sk"]})
+                if recorded is not None:
+                    raise AlreadyRecorded(recorded) from exc
+            raise

@@ -16,9 +16,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Optional
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.domain.errors import PayloadTooLarge, Throttled
+from chalicelib.domain.errors import PayloadTooLarge, Throttled, Unavailable
+from chalicelib.store.aws import is_transient
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -29,6 +30,7 @@ BATCH_WRITE_LIMIT = 25  # DynamoDB's limits, enforced here because moto does not
 TRANSACTION_LIMIT = 100
 MAX_ITEM_BYTES = 400 * 1024
 UNPROCESSED_ATTEMPTS = 8
+CONFLICT_ATTEMPTS = 8
 THROTTLING_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
                               "RequestLimitExceeded", "InternalServerError"})
 Item = dict[str, Any]
@@ -103,6 +105,8 @@ def translate(exc: ClientError) -> Exception:
                                      for r in reasons])
     if code in THROTTLING_CODES:
         return Throttled("the database is busy; retry in a moment")
+    if is_transient(exc):
+        return Unavailable("the database is briefly unavailable; retry in a moment")
     return exc
 
 
@@ -338,6 +342,10 @@ class Table:
             return getattr(self.client, operation)(**kwargs)
         except ClientError as exc:
             raise translate(exc) from exc
+        except BotoCoreError as exc:  # a dropped connection, a timeout
+            if is_transient(exc):
+                raise Unavailable("the database is briefly unavailable; retry in a moment") from exc
+            raise
 
     def get(self, key: Mapping[str, Any], *, consistent: bool = True,
             attributes: Optional[Sequence[str]] = None) -> Optional[Item]:
@@ -454,7 +462,17 @@ class Table:
         """All actions at once or none (at most 100, DynamoDB's limit); they may name other tables too."""
         if len(actions) > TRANSACTION_LIMIT:
             raise ValueError(f"a transaction holds at most {TRANSACTION_LIMIT} actions, got {len(actions)}")
-        self._call("transact_write_items", TransactItems=list(actions))
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                self._call("transact_write_items", TransactItems=list(actions))
+                return
+            except TransactionCancelled as exc:
+                # another transaction on the same items: DynamoDB asks to retry; a failed condition is the caller's
+                if not exc.conflicted or "ConditionalCheckFailed" in exc.reasons:
+                    raise
+                if attempt == CONFLICT_ATTEMPTS - 1:
+                    raise Throttled("the records are being written by another request; retry in a moment") from exc
+                _back_off(attempt)
 
     # transaction actions: the caller assembles them across tables and runs them with `transact`
     def put_action(self, values: Mapping[str, Any], condition: Optional[Condition] = None) -> dict[str, Any]:

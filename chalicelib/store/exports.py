@@ -4,6 +4,8 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.store.aws import calls_to, service_calls
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
@@ -11,6 +13,7 @@ if TYPE_CHECKING:
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum for every part but the last
 
 
+@calls_to("S3")
 class MultipartUpload(io.RawIOBase):
     """Bytes written here reach S3 in parts of `part_bytes`; at most one part is held in memory.
 
@@ -26,7 +29,9 @@ class MultipartUpload(io.RawIOBase):
         self._buffer = bytearray()
         self._parts: list[CompletedPartTypeDef] = []
         self._written = 0
-        self._upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)["UploadId"]
+        with service_calls("S3"):
+            self._upload_id = client.create_multipart_upload(Bucket=bucket, Key=key,
+                                                             ContentType=content_type)["UploadId"]
         self.peak_buffer = 0
 
     def writable(self) -> bool:

@@ -24,6 +24,19 @@ def experiment_key(tenant_id: str, experiment_id: str) -> dict[str, str]:
     return {"pk": tenant_pk(tenant_id), "sk": f"{EXPERIMENT_SK}{experiment_id}"}
 
 
+def experiment_tags_prefix(experiment_id: str) -> str:
+    return f"{EXPERIMENT_SK}{experiment_id}#TAGS#"
+
+
+def experiment_tags_key(tenant_id: str, experiment_id: str, page: int) -> dict[str, str]:
+    """A page of an experiment's tags, sorting right after the experiment's own item."""
+    return {"pk": tenant_pk(tenant_id), "sk": f"{experiment_tags_prefix(experiment_id)}{page:03d}"}
+
+
+def experiment_of_tags_sk(sk: str) -> str:
+    return sk[len(EXPERIMENT_SK):].split("#", 1)[0]
+
+
 def experiment_name_key(tenant_id: str, name: str) -> dict[str, str]:
     """Guard item that makes active names unique per tenant, case-insensitively."""
     return {"pk": tenant_pk(tenant_id), "sk": f"NAME#{name.casefold()}"}
@@ -35,8 +48,11 @@ ARTIFACT_SK = "ARTIFACT#"
 LATEST_SK = "LATEST#"
 PARAM_SK = "PARAM#"
 TAG_SK = "TAG#"
+UPLOAD_SK = "UPLOAD#"  # a presigned upload the run expects (registered when it lands, else expired by TTL)
 RUN_ITEMS_FROM = LATEST_SK  # "ARTIFACT#" < "LATEST#" < "PARAM#" < "RUN" < "TAG#": from here on, all but artifacts
-RUN_ITEM_KINDS = {ARTIFACT_SK: "artifact", LATEST_SK: "latest", PARAM_SK: "param", TAG_SK: "tag"}
+RUN_ITEM_KINDS = {ARTIFACT_SK: "artifact", LATEST_SK: "latest", PARAM_SK: "param", TAG_SK: "tag",
+                  UPLOAD_SK: "upload"}
+TTL_ATTRIBUTE = "expires_at"  # epoch seconds; the tables' TimeToLiveSpecification names it
 BY_EXPERIMENT = "by_experiment"  # the index listing every item of every run of an experiment
 AFTER_RUN = "$"  # sorts right after '#': `<run>$` is past every `<run>#...` index key of that run
 
@@ -67,6 +83,10 @@ def latest_key(tenant_id: str, run_id: str, key: str) -> dict[str, str]:
 
 def artifact_key(tenant_id: str, run_id: str, path: str) -> dict[str, str]:
     return {"pk": run_pk(tenant_id, run_id), "sk": ARTIFACT_SK + path}
+
+
+def expected_upload_key(tenant_id: str, run_id: str, path: str) -> dict[str, str]:
+    return {"pk": run_pk(tenant_id, run_id), "sk": UPLOAD_SK + path}
 
 
 def run_item_kind(sk: str) -> str:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from botocore.exceptions import ClientError
 
+from chalicelib.store.aws import calls_to
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
@@ -34,6 +36,7 @@ class ObjectInfo:
     checksum: Optional[str]
 
 
+@calls_to("S3")
 @dataclass
 class ObjectStore:
     client: S3Client

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Callable, Optional
 from botocore.exceptions import ClientError
 
 from chalicelib.domain.errors import Conflict
+from chalicelib.store.aws import calls_to
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 
+@calls_to("Step Functions")
 @dataclass
 class StepFunctions:
     client: SFNClient

@@ -172,15 +172,18 @@ class PurgeStore:
 
     # --- the experiment itself ----------------------------------------------------------------------
     def delete_experiment(self, tenant_id: str, experiment_id: str, deleted_at: str, tally: Removed) -> bool:
-        """Delete the experiment item and its owner record, only if it is still the same deleted
-        experiment (not restored, not deleted again since); False if it was not."""
+        """Delete the experiment item, its tag pages and its owner record, only if it is still the same
+        deleted experiment (not restored, not deleted again since); False if it was not."""
         owner = self.directory.delete_action(keys.owner_key(experiment_id),
                                              condition=owned_by(tenant_id))
         experiment = self.experiments.delete_action(
             keys.experiment_key(tenant_id, experiment_id),
             condition=Condition.equals("lifecycle_stage", DELETED) & Condition.equals("deleted_at", deleted_at))
+        stored = self.experiments.get(keys.experiment_key(tenant_id, experiment_id), attributes=("tag_pages",))
+        pages = [self.experiments.delete_action(keys.experiment_tags_key(tenant_id, experiment_id, n))
+                 for n in range(int((stored or {}).get("tag_pages", 0)))]
         try:
-            self.experiments.transact([experiment, owner])
+            self.experiments.transact([experiment, owner, *pages])
         except TransactionCancelled as exc:
             if exc.failed(0) or exc.failed(1):
                 return False

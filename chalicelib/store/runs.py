@@ -110,20 +110,28 @@ class RunStore:
         return _assemble(items)
 
     def create(self, run: Run) -> None:
-        """Write a new run, in one transaction with the check that its experiment is active."""
+        """Write a new run with its tags, in one transaction with the check that its experiment is active:
+        a create that fails leaves nothing, so the client's retry makes exactly one run."""
         actions = [
             self.experiments.check_action(keys.experiment_key(run.tenant_id, run.experiment_id),
                                           condition=Condition.equals("lifecycle_stage", ACTIVE)),
             self.table.put_action(_run_values(run), condition=Condition.absent()),
             self.directory.owner_action(run.id, run.tenant_id, "run"),
         ]
+        tags = self._tag_values(run, run.tags)
+        room = TRANSACTION_LIMIT - len(actions)
+        actions += [self.table.put_action(values) for values in tags[:room]]
+        early = tags[room:]
+        if early:  # beyond one transaction: written first, taken back if the run is not created
+            self.table.batch_put(early)
         try:
             self.table.transact(actions)
-        except TransactionCancelled as exc:
-            if exc.failed(0):
+        except BaseException as exc:
+            if early:
+                self.table.batch_delete([{"pk": v["pk"], "sk": v["sk"]} for v in early])
+            if isinstance(exc, TransactionCancelled) and exc.failed(0):
                 raise Conflict(f"experiment {run.experiment_id} is deleted; restore it before adding runs") from exc
             raise
-        self.put_tags(run, run.tags)
 
     def replace(self, old: Run, new: Run) -> None:
         """Write the run item of `new` only if the stored version is still `old`'s (optimistic locking)."""
@@ -151,8 +159,12 @@ class RunStore:
                 raise
 
     def put_tags(self, run: Run, tags: dict[str, str]) -> None:
-        self.table.batch_put([{**keys.tag_key(run.tenant_id, run.id, key), **_index(run, keys.TAG_SK + key),
-                               "key": key, "value": value} for key, value in sorted(tags.items())])
+        self.table.batch_put(self._tag_values(run, tags))
+
+    @staticmethod
+    def _tag_values(run: Run, tags: dict[str, str]) -> list[dict[str, Any]]:
+        return [{**keys.tag_key(run.tenant_id, run.id, key), **_index(run, keys.TAG_SK + key), "key": key,
+                 "value": value} for key, value in sorted(tags.items())]
 
     def raise_latest(self, run: Run, key: str, point: MetricPoint) -> bool:
         """Make `point` the key's latest value unless a later (step, timestamp, value) is stored."""

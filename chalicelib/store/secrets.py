@@ -5,10 +5,13 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from chalicelib.store.aws import calls_to
+
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
 
 
+@calls_to("KMS")
 @dataclass
 class ConfigSecrets:
     client: KMSClient

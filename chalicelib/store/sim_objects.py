@@ -27,6 +27,9 @@ class SimulationObjects:
     def save_checkpoint(self, tenant_id: str, experiment_id: str, blob: bytes) -> None:
         self.objects.put_bytes(keys.simulation_checkpoint_key(tenant_id, experiment_id), blob)
 
+    def checkpoint_exists(self, tenant_id: str, experiment_id: str) -> bool:
+        return self.objects.head(keys.simulation_checkpoint_key(tenant_id, experiment_id)) is not None
+
     def load_checkpoint(self, tenant_id: str, experiment_id: str) -> Optional[bytes]:
         return self.objects.get_if_exists(keys.simulation_checkpoint_key(tenant_id, experiment_id))
 

@@ -2,6 +2,7 @@
 platform's read-only sharing, the uploads of map and profile files, and maps' temporary download links."""
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Protocol
@@ -15,7 +16,7 @@ from chalicelib.domain.principals import PLATFORM, Principal
 from chalicelib.domain.simulation.maps import parse_map
 from chalicelib.domain.simulation.profiles import parse_profile_file
 from chalicelib.domain.simulation.records import StoredConfig
-from chalicelib.domain.validation import validated
+from chalicelib.domain.validation import check_text, validated
 from chalicelib.sim import spec
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ LABELS = {"llm": "LLM config", "agent": "agent config", "map": "map config", "wo
 MASK = "********"
 MAP_EXTENSIONS = {"pb": "application/octet-stream", "json": "application/json"}  # -> content type stored
 DOWNLOAD_SECONDS = 300
+MAX_SECRET_BYTES = 4_096  # KMS Encrypt's plaintext limit: all api keys of one config, as a JSON list
 
 
 class ConfigFiles(Protocol):
@@ -115,6 +117,8 @@ class ConfigService:
         records = parse_profile_file(filename, data)
         owner, file_id = principal.tenant_id, new_id()
         title = (name or "").strip() or filename.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "profiles"
+        check_text(title, "name")
+        check_text(description or "", "description")
         if len(title) > 255 or len(description or "") > 2_000:
             raise InvalidInput("name is at most 255 characters and description at most 2,000")
         file_path = self.files.save_profile_file(owner, file_id, records)
@@ -230,6 +234,10 @@ class ConfigService:
                 # the UI sends the masked key back unchanged: keep the stored one at that position
                 old = self.secrets.open(owner, previous.secret)
                 plain = [old[i] if k == MASK and i < len(old) else k for i, k in enumerate(plain)]
+            if len(json.dumps(plain).encode()) > MAX_SECRET_BYTES:
+                raise InvalidInput(f"the api keys of one LLM config hold at most {MAX_SECRET_BYTES:,} bytes together "
+                                   f"(the limit of what KMS encrypts in one call), these hold "
+                                   f"{len(json.dumps(plain).encode()):,}")
             secret = self.secrets.seal(owner, plain) if any(plain) else None
             config = [e.model_dump(exclude={"api_key"}) | {"api_key": MASK if k else ""}
                       for e, k in zip(value, plain, strict=True)]

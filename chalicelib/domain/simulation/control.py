@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Optional
 from chalicelib.domain.clock import now_iso
 from chalicelib.domain.errors import Conflict, Forbidden
 from chalicelib.domain.ownership import Owners, not_found_or_forbidden
+from chalicelib.domain.principals import PLATFORM
 from chalicelib.domain.simulation.records import ERROR, RunControl, SimExperiment, SimStatus
 
 if TYPE_CHECKING:
@@ -22,6 +23,15 @@ if TYPE_CHECKING:
 
 STOPPED_ERROR = "Agora.Stopped"
 ENGINE_ERROR = "Agora.EngineError"
+
+
+def readable_experiment(store: SimulationStore, owners: Owners, tenant_id: str, experiment_id: str) -> SimExperiment:
+    """The tenant's simulation, or the platform's (readable by everyone); 403/404 otherwise."""
+    for owner in ([tenant_id] if tenant_id == PLATFORM else [tenant_id, PLATFORM]):
+        exp = store.get_experiment(owner, experiment_id)
+        if exp is not None:
+            return exp
+    raise not_found_or_forbidden(owners, tenant_id, experiment_id, "experiment", readable=(PLATFORM,))
 
 
 def hash_token(token: str) -> str:
@@ -42,6 +52,10 @@ class SimulationControl:
             raise not_found_or_forbidden(self.owners, tenant_id, experiment_id, "experiment")
         return exp
 
+    def readable(self, tenant_id: str, experiment_id: str) -> SimExperiment:
+        """The caller's simulation, or the platform's (which everyone may follow, as they may read it)."""
+        return readable_experiment(self.store, self.owners, tenant_id, experiment_id)
+
     def stop(self, tenant_id: str, experiment_id: str) -> SimExperiment:
         exp = self.get(tenant_id, experiment_id)
         stopped = self.store.update_experiment(tenant_id, experiment_id, {"stop_requested": True,
@@ -58,7 +72,7 @@ class SimulationControl:
 
     def status_words(self, tenant_id: str, experiment_id: str) -> str:
         """AgentSociety's UI vocabulary: "Running" while under way, "Failed" on error, "Terminated" after."""
-        exp = self.get(tenant_id, experiment_id)
+        exp = self.readable(tenant_id, experiment_id)
         if exp.status == SimStatus.ERROR:
             return "Failed"
         if exp.status.ended:
@@ -67,8 +81,8 @@ class SimulationControl:
         return {"RUNNING": "Running", "SUCCEEDED": "Terminated"}.get(state or "", "Failed")
 
     def log_text(self, tenant_id: str, experiment_id: str) -> str:
-        self.get(tenant_id, experiment_id)
-        return "\n".join(self.agent_data.log(tenant_id, experiment_id))
+        exp = self.readable(tenant_id, experiment_id)
+        return "\n".join(self.agent_data.log(exp.tenant_id, exp.id))
 
     # the engine's side ------------------------------------------------------------------------------
     def engine_experiment(self, experiment_id: str, token: Optional[str]) -> tuple[SimExperiment, RunControl]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional
 
 from chalicelib.domain.clock import new_id
+from chalicelib.logs import module_logger
 
 if TYPE_CHECKING:
     from chalicelib.domain.simulation.records import SimExperiment
@@ -32,6 +33,8 @@ CSV_COLUMNS = {
     "metric": ("id", "key", "value", "step", "created_at"),
 }
 JSON_COLUMNS = {"profile", "status", "result"}
+
+logger = module_logger(__name__)
 
 
 def yaml_scalar(value: Any) -> str:
@@ -70,7 +73,10 @@ class ExportService:
             self.write_zip(exp, sink)
             sink.complete()
         except BaseException:
-            sink.abort()
+            try:
+                sink.abort()  # no part is left behind (and billed) by a failed export
+            except Exception:  # the failure that led here is the one to report
+                logger.exception("could not abort the export upload %s", key)
             raise
         return self.objects.download_url(key, f"experiment_{exp.id}_export.zip")
 

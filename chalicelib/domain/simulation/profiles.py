@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from chalicelib.domain.errors import InvalidInput
+from chalicelib.domain.validation import checked_json
 from chalicelib.sim.population import MAX_AGENT_ID, profile_id
 
 MAX_RECORDS = 10_000
@@ -41,7 +42,7 @@ def _json_records(data: bytes) -> list[dict[str, Any]]:
         raise InvalidInput("the file nests JSON too deeply") from exc
     if not isinstance(parsed, list) or not all(isinstance(r, dict) for r in parsed):
         raise InvalidInput("JSON data must be a list of objects")
-    return parsed
+    return checked_json(parsed, "the profile file")
 
 
 def _csv_records(data: bytes) -> list[dict[str, Any]]:

@@ -102,6 +102,12 @@ class SimulationRuntime:
             return StepOutcome.ended(STOPPED if exp.stop_requested else FINISHED, exp.engine)
         if exp.engine == "external":
             return StepOutcome.going_on("external")
+        if self.objects.checkpoint_exists(tenant_id, experiment_id):
+            # a retried Prepare, or a new execution of a run that was under way: go on from where it is
+            self.agent_data.append_log(tenant_id, experiment_id, [
+                f"resuming from its checkpoint at day {exp.cur_day} {int(exp.cur_t) // 3600:02d}:"
+                f"{int(exp.cur_t) % 3600 // 60:02d}"])
+            return StepOutcome.going_on("builtin")
         spec = self.spec(tenant_id, experiment_id)
         sim = self.engine.create(spec)
         self.record(exp, profiles=[p.to_json() for p in sim.profiles()],
@@ -139,11 +145,17 @@ class SimulationRuntime:
             status, message = SimStatus.ERROR, exp.error or error_message(error)
         else:
             status, message = _OUTCOME_STATUS.get(outcome or FINISHED, SimStatus.FINISHED), ""
+        # an external engine's token dies with its run, whichever way it ended (a finish spent it already,
+        # a stop revoked it; a heartbeat timeout or an error path reaches only here)
+        self.store.revoke_callback(tenant_id, experiment_id)
+        if exp.status.ended:  # a repeated Finalize: the run ended as it did
+            status, message = exp.status, exp.error
+        # the tracking run ends first: whoever sees the simulation ended sees its tracking run ended too
+        self.tracking.end(tenant_id, exp.tracking_run_id, _RUN_STATUS.get(status, "FAILED"), experiment_id)
         now = now_iso()
         updated = self.store.update_experiment(tenant_id, experiment_id,
                                                {"status": status, "error": message, "ended_at": now, "updated_at": now})
         final = updated or exp
-        self.tracking.end(tenant_id, final.tracking_run_id, _RUN_STATUS.get(final.status, "FAILED"), experiment_id)
         return {"status": int(final.status), "error": final.error}
 
     # the external engine's reports ---------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from chalicelib.domain.errors import AgoraError
+from chalicelib.domain.errors import AgoraError, Throttled, Unavailable
 from chalicelib.domain.tracking.models import MetricIn, RunCreate
 from chalicelib.logs import module_logger
 
@@ -36,15 +36,20 @@ class SimulationTracking:
         return run.id
 
     def log(self, tenant_id: str, run_id: str, metrics: Sequence[MetricIn], simulation_id: str) -> None:
-        """Log metrics; a failure (the user deleted the `simulations` experiment) never stops the simulation."""
+        """Log metrics. A run the user made unwritable (deleted its `simulations` experiment) never stops the
+        simulation; a passing failure of the store does (it is raised, and the step is retried)."""
         try:
             self.runs.log(tenant_id, run_id, metrics=metrics)
+        except (Throttled, Unavailable):
+            raise
         except AgoraError as exc:
             logger.warning("metrics of simulation %s not logged: %s", simulation_id, exc.detail)
 
     def end(self, tenant_id: str, run_id: str, status: str, simulation_id: str) -> None:
         try:
             self.runs.end(tenant_id, run_id, status)
+        except (Throttled, Unavailable):
+            raise
         except AgoraError as exc:
             logger.warning("tracking run of simulation %s not ended: %s", simulation_id, exc.detail)
 

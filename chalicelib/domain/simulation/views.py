@@ -5,13 +5,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 from chalicelib.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
-from chalicelib.domain.ownership import Owners, not_found_or_forbidden
 from chalicelib.domain.paging import check_page
 from chalicelib.domain.principals import PLATFORM
+from chalicelib.domain.simulation.control import readable_experiment
 from chalicelib.domain.simulation.records import SimExperiment, SimStatus
 from chalicelib.domain.validation import metric_value_to_json
 
 if TYPE_CHECKING:
+    from chalicelib.domain.ownership import Owners
     from chalicelib.domain.principals import Principal
     from chalicelib.domain.simulation.configs import ConfigService
     from chalicelib.domain.simulation.models import DialogRequest, SurveyRequest
@@ -49,11 +50,7 @@ class SimulationViews:
 
     def get(self, tenant_id: str, experiment_id: str) -> SimExperiment:
         """The tenant's experiment, or the platform's (readable by everyone)."""
-        for owner in ([tenant_id] if tenant_id == PLATFORM else [tenant_id, PLATFORM]):
-            exp = self.store.get_experiment(owner, experiment_id)
-            if exp is not None:
-                return exp
-        raise not_found_or_forbidden(self.owners, tenant_id, experiment_id, "experiment", readable=(PLATFORM,))
+        return readable_experiment(self.store, self.owners, tenant_id, experiment_id)
 
     def owned(self, principal: Principal, experiment_id: str) -> SimExperiment:
         """An experiment the caller may change: its own (the admin: the platform's)."""

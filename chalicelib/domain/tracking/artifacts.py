@@ -89,10 +89,10 @@ class ArtifactService:
             if run is None or not self.store.holds(run, object_key, path):
                 outcome = "ignored: no such run for that tenant and experiment"
                 continue
-            return self._register(run, path)
+            return self._register(run, object_key, path)
         return outcome
 
-    def _register(self, run: Run, path: str) -> str:
+    def _register(self, run: Run, object_key: str, path: str) -> str:
         if not self.runs.writable(run):
             return "ignored: the run's experiment is deleted"
         info = self.store.head_object(run, path)
@@ -101,5 +101,7 @@ class ArtifactService:
         artifact = Artifact(path=path, size=info.size, last_modified=iso(info.last_modified_ms), checksum=info.checksum)
         if self.store.find(run, path) == artifact:
             return "already registered"
-        self.store.record(run, artifact)
+        if not self.store.expects(run, object_key, path):
+            return "ignored: no presigned upload was given for this run and path"
+        self.store.record(run, artifact)  # the form may be used again until it expires, as S3 allows
         return "registered"

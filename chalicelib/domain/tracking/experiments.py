@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
 from chalicelib.domain.clock import new_id, now_iso
-from chalicelib.domain.errors import Conflict, InvalidInput
+from chalicelib.domain.errors import Conflict, InvalidInput, StaleRecord
 from chalicelib.domain.ownership import Owners, not_found_or_forbidden
 from chalicelib.domain.paging import check_page
 from chalicelib.domain.tracking.records import ACTIVE, DELETED, Experiment
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from chalicelib.store.experiments import ExperimentStore
 
 MAX_PAGE = 1_000
+WRITE_ATTEMPTS = 8
 
 
 class ArtifactLocations(Protocol):
@@ -94,38 +95,52 @@ class ExperimentService:
         return matches[offset : offset + limit], len(matches)
 
     def update(self, tenant_id: str, experiment_id: str, patch: ExperimentPatch) -> Experiment:
-        exp = self.get(tenant_id, experiment_id)
-        if not exp.active:
-            raise Conflict(f"experiment {experiment_id} is deleted; restore it before changing it")
-        tags = dict(exp.tags)
-        for key, value in (patch.tags or {}).items():
-            if value is None:
-                tags.pop(key, None)
-            else:
-                tags[key] = value
-        new = exp.changed(
-            name=patch.name if patch.name is not None else exp.name,
-            description=patch.description if patch.description is not None else exp.description,
-            tags=tags, updated_at=now_iso(),
-        )
-        self.store.replace(exp, new)
-        return new
+        def patched(exp: Experiment) -> Experiment:
+            if not exp.active:
+                raise Conflict(f"experiment {experiment_id} is deleted; restore it before changing it")
+            tags = dict(exp.tags)
+            for key, value in (patch.tags or {}).items():
+                if value is None:
+                    tags.pop(key, None)
+                else:
+                    tags[key] = value
+            return exp.changed(
+                name=patch.name if patch.name is not None else exp.name,
+                description=patch.description if patch.description is not None else exp.description,
+                tags=tags, updated_at=now_iso(),
+            )
+
+        return self._change(tenant_id, experiment_id, patched)
 
     def delete(self, tenant_id: str, experiment_id: str) -> Experiment:
-        """Soft delete; deleting a deleted experiment again is a harmless retry."""
-        exp = self.get(tenant_id, experiment_id)
-        if not exp.active:
-            return exp
-        now = now_iso()
-        new = exp.changed(lifecycle_stage=DELETED, deleted_at=now, updated_at=now)
-        self.store.replace(exp, new)
-        return new
+        """Soft delete; deleting a deleted experiment again (a retry, a concurrent twin) changes nothing."""
+        def deleted(exp: Experiment) -> Optional[Experiment]:
+            now = now_iso()
+            return exp.changed(lifecycle_stage=DELETED, deleted_at=now, updated_at=now) if exp.active else None
+
+        return self._change(tenant_id, experiment_id, deleted)
 
     def restore(self, tenant_id: str, experiment_id: str) -> Experiment:
         """Undo a soft delete; 409 if an active experiment took the name meanwhile."""
-        exp = self.get(tenant_id, experiment_id)
-        if exp.active:
-            return exp
-        new = exp.changed(lifecycle_stage=ACTIVE, deleted_at=None, updated_at=now_iso())
-        self.store.replace(exp, new)
-        return new
+        def restored(exp: Experiment) -> Optional[Experiment]:
+            return None if exp.active else exp.changed(lifecycle_stage=ACTIVE, deleted_at=None, updated_at=now_iso())
+
+        return self._change(tenant_id, experiment_id, restored)
+
+    def _change(self, tenant_id: str, experiment_id: str,
+                change: Callable[[Experiment], Optional[Experiment]]) -> Experiment:
+        """Read, decide, write if nobody wrote in between; else decide again on what they wrote.
+
+        `change` returns the new experiment, or None when the current one is already what was asked
+        (so a retried or concurrent identical request succeeds without writing)."""
+        for _ in range(WRITE_ATTEMPTS):
+            exp = self.get(tenant_id, experiment_id)
+            new = change(exp)
+            if new is None:
+                return exp
+            try:
+                self.store.replace(exp, new)
+                return new
+            except StaleRecord:
+                continue
+        raise Conflict(f"experiment {experiment_id} is being changed by many requests at once; retry")

@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 from chalicelib.domain.validation import metric_value_to_json
 
@@ -60,6 +60,7 @@ def latest(points: Iterable[MetricPoint]) -> MetricPoint | None:
 @dataclass(frozen=True)
 class Chunk:
     points: tuple[MetricPoint, ...]
+    server_time: Optional[int] = None  # the timestamp the server gave points that came without one
 
     @property
     def min_step(self) -> int:
@@ -71,7 +72,11 @@ class Chunk:
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256(self.encoded_points().encode()).hexdigest()[:24]
+        """What the chunk's key is made of: its points as the client sent them, so that a retried
+        request lands on the same key even when the server stamped its points with another time."""
+        rows = [[p.step, None if p.timestamp == self.server_time else p.timestamp, p.to_row()[2]]
+                for p in self.points]
+        return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()[:24]
 
     def encoded_points(self) -> str:
         return json.dumps([p.to_row() for p in self.points], separators=(",", ":"))
@@ -85,10 +90,11 @@ def decode_points(encoded: str) -> list[MetricPoint]:
     return [MetricPoint.from_row(row) for row in json.loads(encoded)]
 
 
-def chunk(points: Iterable[MetricPoint], size: int = MAX_POINTS_PER_CHUNK) -> list[Chunk]:
+def chunk(points: Iterable[MetricPoint], size: int = MAX_POINTS_PER_CHUNK,
+          server_time: Optional[int] = None) -> list[Chunk]:
     """Split sorted, unique points into chunks of at most `size` points (deterministic, so retries match)."""
     ordered = sort_unique(points)
-    return [Chunk(tuple(ordered[i : i + size])) for i in range(0, len(ordered), size)]
+    return [Chunk(tuple(ordered[i : i + size]), server_time) for i in range(0, len(ordered), size)]
 
 
 def downsample(points: Sequence[MetricPoint], max_points: int) -> list[MetricPoint]:

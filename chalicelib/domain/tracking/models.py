@@ -157,3 +157,8 @@ class ArtifactUploadRequest(_Request):
     @classmethod
     def _path(cls, path: str) -> str:
         return rules.check_relative_path(path, "path")
+
+    @field_validator("content_type")
+    @classmethod
+    def _content_type(cls, content_type: str) -> str:
+        return rules.check_media_type(content_type)

@@ -107,7 +107,8 @@ class RunService:
         new_params = {k: v for k, v in params.items() if k not in run.params}
         if new_params:
             self.store.put_params(run, new_params)
-        self.chunks.write(tenant_id, run_id, ((key, c) for key, pts in by_key.items() for c in series.chunk(pts)))
+        self.chunks.write(tenant_id, run_id, ((key, c) for key, pts in by_key.items()
+                                              for c in series.chunk(pts, server_time=received_at)))
         changed_tags = {k: v for k, v in tags.items() if run.tags.get(k) != v}
         if changed_tags:
             self.store.put_tags(run, changed_tags)
