@@ -16,7 +16,7 @@ PACKAGE_REGION := $(or $(AWS_DEFAULT_REGION),$(AWS_REGION),us-east-1)
 # the merged template is linted with every rule
 FRAGMENT_ONLY_CHECKS := E1010,E3001
 
-.PHONY: run test bench venv clean package lint lint-infra reset
+.PHONY: run test bench venv clean package lint lint-infra reset soak
 
 venv: $(STAMP)
 
@@ -63,6 +63,10 @@ test: lint lint-infra
 
 bench: $(STAMP)
 	$(PY) -m pytest -q -m bench -s bench
+
+# the local stack under 1,000,000 points and 3,000 runs with a restart half way (bench/soak.py)
+soak: $(STAMP)
+	$(PY) -m bench.soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache $(BUILD) node_modules

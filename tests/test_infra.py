@@ -369,3 +369,16 @@ def test_open_mode_is_refused_by_make_package_and_by_a_deployed_function(tmp_pat
     monkeypatch.setenv(settings.LAMBDA_FUNCTION_NAME, "agora-prod-api")
     with pytest.raises(settings.SettingsError, match="local stack only"):
         settings.Settings.from_environ()
+
+
+def test_revoke_key_stops_the_key_and_keeps_a_record(client, aws, capsys):
+    table = os.environ[settings.DIRECTORY_TABLE]
+    key = new_key(["create-key", "--table", table, "--tenant", "acme"], capsys, aws)
+    assert admin.main(["revoke-key", "--table", table, "--key", key], session=aws) == 0
+    response = client.http.get("/api/v1/experiments", headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 401
+    item = aws.client("dynamodb").get_item(TableName=table, Key={"pk": {"S": f"KEY#{hash_api_key(key)}"},
+                                                                  "sk": {"S": "KEY"}}).get("Item")
+    assert item is None or item["revoked"]["BOOL"] is True
+    assert admin.main(["revoke-key", "--table", table, "--key-hash", "0" * 64], session=aws) == 2
+    assert "no API key" in capsys.readouterr().err

@@ -7,7 +7,7 @@ from typing import Any, Optional
 from chalicelib.domain.clock import now_iso
 from chalicelib.domain.principals import Principal
 from chalicelib.store import keys
-from chalicelib.store.dynamo import Condition, Table
+from chalicelib.store.dynamo import Condition, ConditionFailed, Table, Update
 
 
 def owned_by(tenant_id: str) -> Condition:
@@ -23,6 +23,15 @@ class Directory:
         """Store a key by its hash only; the plain key never reaches the table."""
         self.table.put({**keys.api_key_key(key_hash), "tenant_id": principal.tenant_id, "role": principal.role,
                         "label": label, "created_at": now_iso()})
+
+    def revoke_api_key(self, key_hash: str) -> bool:
+        """Mark a key revoked (kept, with when, for the audit trail); False if there is no such key."""
+        try:
+            self.table.update(keys.api_key_key(key_hash), Update().assign({"revoked": True, "revoked_at": now_iso()}),
+                              condition=Condition.exists())
+        except ConditionFailed:
+            return False
+        return True
 
     def principal_for(self, key_hash: str) -> Optional[Principal]:
         item = self.table.get(keys.api_key_key(key_hash), consistent=False)
