@@ -16,7 +16,7 @@ PACKAGE_REGION := $(or $(AWS_DEFAULT_REGION),$(AWS_REGION),us-east-1)
 # the merged template is linted with every rule
 FRAGMENT_ONLY_CHECKS := E1010,E3001
 
-.PHONY: run test bench venv clean package lint lint-infra reset soak
+.PHONY: run test bench venv clean package lint lint-infra reset fuzz soak
 
 venv: $(STAMP)
 
@@ -67,6 +67,14 @@ bench: $(STAMP)
 # the local stack under 1,000,000 points and 3,000 runs with a restart half way (bench/soak.py)
 soak: $(STAMP)
 	$(PY) -m bench.soak
+
+# schemathesis, every check, against the local stack for FUZZ_SECONDS (fuzz/run.py); fails on any failure.
+# FUZZ_SEED picks another seed than fuzz/run.py's; FUZZ_ARGS passes more options (FUZZ_ARGS="--report-dir DIR")
+FUZZ_SECONDS ?= 600
+FUZZ_SEED ?=
+FUZZ_ARGS ?=
+fuzz: $(STAMP)
+	$(PY) -m fuzz.run --max-time $(FUZZ_SECONDS) $(if $(FUZZ_SEED),--seed $(FUZZ_SEED)) $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache $(BUILD) node_modules
