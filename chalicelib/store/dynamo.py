@@ -30,6 +30,7 @@ BATCH_WRITE_LIMIT = 25  # DynamoDB's limits, enforced here because moto does not
 TRANSACTION_LIMIT = 100
 MAX_ITEM_BYTES = 400 * 1024
 UNPROCESSED_ATTEMPTS = 8
+BATCH_GET_LIMIT = 100
 CONFLICT_ATTEMPTS = 8
 THROTTLING_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
                               "RequestLimitExceeded", "InternalServerError"})
@@ -250,7 +251,7 @@ class Update:
 class SortRange:
     """Which sort keys of a partition a query reads."""
 
-    operator: str  # "begins_with" | ">=" | ">"
+    operator: str  # "begins_with" | ">=" | ">" | "<" | "BETWEEN"
     bounds: tuple[str, ...]
 
     @classmethod
@@ -264,6 +265,15 @@ class SortRange:
     @classmethod
     def after(cls, low: str) -> SortRange:
         return cls(">", (low,))
+
+    @classmethod
+    def before(cls, high: str) -> SortRange:
+        return cls("<", (high,))
+
+    @classmethod
+    def between(cls, low: str, high: str) -> SortRange:
+        """low <= sort key <= high."""
+        return cls("BETWEEN", (low, high))
 
 @dataclass(frozen=True)
 class Index:
@@ -286,6 +296,8 @@ def _key_condition(partition_attr: str, partition: str, sort_attr: str,
         values.update(value)
     if sort.operator == "begins_with":
         text = f"begins_with({name}, {placeholders[0]})"
+    elif sort.operator == "BETWEEN":
+        text = f"{name} BETWEEN {placeholders[0]} AND {placeholders[1]}"
     else:
         text = f"{name} {sort.operator} {placeholders[0]}"
     return condition & Condition(text, names, values)
@@ -445,6 +457,27 @@ class Table:
 
     def batch_delete(self, keys: Sequence[Mapping[str, Any]]) -> None:
         self._batch_write([{"DeleteRequest": {"Key": to_item(k)}} for k in keys])
+
+    def batch_get(self, keys: Sequence[Mapping[str, Any]], *, attributes: Optional[Sequence[str]] = None,
+                  consistent: bool = True) -> list[Item]:
+        """The items of these keys that exist (any order), 100 keys a request; unprocessed keys are asked again."""
+        found: list[Item] = []
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            part = keys[start:start + BATCH_GET_LIMIT]
+            projection = [*attributes, *part[0].keys()] if attributes else None  # the keys tell items apart
+            request = _with_expressions({"Keys": [to_item(k) for k in part], "ConsistentRead": consistent},
+                                        projection=projection)
+            for attempt in range(UNPROCESSED_ATTEMPTS):
+                result = self._call("batch_get_item", RequestItems={self.name: request})
+                found += [from_item(i) for i in result.get("Responses", {}).get(self.name, [])]
+                pending = result.get("UnprocessedKeys", {}).get(self.name)
+                if not pending:
+                    break
+                request = pending
+                _back_off(attempt)
+            else:
+                raise Throttled(f"{len(request.get('Keys', []))} reads of {self.name} stayed unprocessed")
+        return found
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         for start in range(0, len(requests), BATCH_WRITE_LIMIT):

@@ -118,13 +118,28 @@ def runs_after_index_sk(run_id: str) -> str:
 _STEP_OFFSET = 2**63
 
 
+MIN_STEP, MAX_STEP = -(2**63), 2**63 - 1
+COARSE, FINE = "C", "F"  # the summary partitions of a series (metric keys never hold '#')
+
+
 def metric_pk(tenant_id: str, run_id: str, key: str) -> str:
     return f"T#{tenant_id}#R#{run_id}#M#{key}"
 
 
+def metric_summary_pk(tenant_id: str, run_id: str, key: str, level: str) -> str:
+    """Where a series' chunk summaries of one level live, each under its chunk's sort key."""
+    return f"{metric_pk(tenant_id, run_id, key)}#{level}"
+
+
+def metric_partitions(tenant_id: str, run_id: str, key: str) -> tuple[str, ...]:
+    """Every partition of a series: its chunks and their summaries (deleted together)."""
+    return (metric_pk(tenant_id, run_id, key), metric_summary_pk(tenant_id, run_id, key, COARSE),
+            metric_summary_pk(tenant_id, run_id, key, FINE))
+
+
 def encode_step(step: int) -> str:
-    """Steps are signed 64-bit; shifted and zero-padded they sort as strings."""
-    return f"{step + _STEP_OFFSET:020d}"
+    """Steps are signed 64-bit (clamped there); shifted and zero-padded they sort as strings."""
+    return f"{max(MIN_STEP, min(MAX_STEP, step)) + _STEP_OFFSET:020d}"
 
 
 def metric_chunk_sk(max_step: int, min_step: int, digest: str) -> str:
@@ -135,6 +150,11 @@ def metric_chunk_sk(max_step: int, min_step: int, digest: str) -> str:
 def chunks_reaching(step: int) -> str:
     """The first chunk sort key whose last step is `step` or later."""
     return encode_step(step)
+
+
+def chunks_ending_by(step: int) -> str:
+    """Past the last chunk sort key whose last step is `step` or earlier ('~' sorts after every digit)."""
+    return encode_step(step) + "#~"
 
 
 # --- directory table: API keys, owners of ids, system items --------------------------------------------
@@ -232,21 +252,31 @@ def profile_key(tenant_id: str, experiment_id: str, agent_id: int) -> dict[str, 
 
 
 def log_key(tenant_id: str, experiment_id: str) -> dict[str, str]:
+    """The run's log as one item (the layout before log entries; still read)."""
     return {"pk": simulation_pk(tenant_id, experiment_id), "sk": LOG_SK}
+
+
+def log_entry_key(tenant_id: str, experiment_id: str, entry_id: str) -> dict[str, str]:
+    """Lines appended to the run's log at once; entry ids are ULIDs, so entries sort after `log_key` in time order."""
+    return {"pk": simulation_pk(tenant_id, experiment_id), "sk": f"{LOG_SK}#{entry_id}"}
 
 
 def inbox_key(tenant_id: str, experiment_id: str, message_id: str) -> dict[str, str]:
     return {"pk": inbox_pk(tenant_id, experiment_id), "sk": INBOX_SK + message_id}
 
 
-def agent_statuses_key(tenant_id: str, experiment_id: str, agent_id: int, day: int, t: float) -> dict[str, str]:
-    """One agent's statuses of one step, keyed by the step's first instant."""
-    return {"pk": agent_pk(tenant_id, experiment_id, agent_id), "sk": AGENT_STATUS_SK + _instant(day, t)}
+def agent_statuses_key(tenant_id: str, experiment_id: str, agent_id: int, day: int, t: float,
+                       part: str = "") -> dict[str, str]:
+    """One agent's statuses, dialogs and survey answers of one step, keyed by the step's first instant;
+    `part` names what did not fit in that item (or a step without instants), sorted right after it."""
+    return {"pk": agent_pk(tenant_id, experiment_id, agent_id),
+            "sk": AGENT_STATUS_SK + _instant(day, t) + (f"#{part}" if part else "")}
 
 
 def agent_event_key(tenant_id: str, experiment_id: str, agent_id: int, prefix: str, day: int, t: float,
                     seq: int) -> dict[str, str]:
-    """A dialog or survey answer of one agent: the `seq`-th one at that instant."""
+    """A dialog or survey answer of one agent: the `seq`-th one at that instant (the layout before they
+    went into the agent's step items; still read)."""
     return {"pk": agent_pk(tenant_id, experiment_id, agent_id), "sk": f"{prefix}{_instant(day, t)}#{seq:06d}"}
 
 

@@ -117,9 +117,12 @@ class PurgeStore:
         return [{**item, "kind": keys.run_item_kind(item["sk"])} for item in items]
 
     def delete_chunks(self, tenant_id: str, run_id: str, key: str, limit: int, tally: Removed) -> int:
-        """Delete up to `limit` chunks of one series; fewer than `limit` means none are left."""
-        found = list(self.metrics.query(keys.metric_pk(tenant_id, run_id, key), attributes=("pk", "sk"),
-                                        consistent=True, limit=limit))
+        """Delete up to `limit` items of one series (its chunks, then their summaries); fewer than `limit`
+        means none are left."""
+        found: list[dict[str, Any]] = []
+        for pk in keys.metric_partitions(tenant_id, run_id, key):
+            if len(found) < limit:
+                found += self.metrics.query(pk, attributes=("pk", "sk"), consistent=True, limit=limit - len(found))
         self.metrics.batch_delete([{"pk": i["pk"], "sk": i["sk"]} for i in found])
         tally.add("metric_chunks", len(found))
         return len(found)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
-from chalicelib.domain.errors import Conflict, StaleRecord
-from chalicelib.domain.tracking.metrics import MetricPoint
+from chalicelib.domain.errors import Conflict, StaleRecord, Throttled
+from chalicelib.domain.tracking.metrics import MetricPoint, SeriesState, advanced
 from chalicelib.domain.tracking.records import ACTIVE, Run
 from chalicelib.store import keys
 from chalicelib.store.dynamo import (
@@ -21,13 +21,13 @@ from chalicelib.store.dynamo import (
     SortRange,
     Table,
     TransactionCancelled,
-    Update,
 )
 
 if TYPE_CHECKING:
     from chalicelib.store.directory import Directory
 
 BY_EXPERIMENT = Index(keys.BY_EXPERIMENT, "gsi1pk", "gsi1sk")
+SERIES_ATTEMPTS = 8  # rounds of re-reading series records other requests wrote meanwhile
 _DYNAMO_MAX = Decimal("9.7e125")  # DynamoDB numbers stop short of 1e126; doubles go to 1.8e308
 
 
@@ -69,7 +69,9 @@ def _assemble(items: Iterable[dict[str, Any]]) -> list[Run]:
         elif kind == "tag":
             parts["tags"][item["key"]] = item["value"]
         elif kind == "latest":
-            parts["latest"][item["key"]] = MetricPoint.from_row([item["step"], item["ts"], json.loads(item["value"])])
+            state = _series(item)
+            parts["latest"][item["key"]] = state.latest
+            parts.setdefault("series", {})[item["key"]] = state
     result = []
     for run_id in order:
         parts = runs[run_id]
@@ -78,16 +80,21 @@ def _assemble(items: Iterable[dict[str, Any]]) -> list[Run]:
             tenant_id=item["tenant_id"], id=item["id"], experiment_id=item["experiment_id"], name=item["name"],
             description=item.get("description", ""), status=item["status"], start_time=item["start_time"],
             end_time=item.get("end_time"), artifact_uri=item["artifact_uri"], params=parts["params"],
-            tags=parts["tags"], latest=parts["latest"], version=int(item.get("version", 0))))
+            tags=parts["tags"], latest=parts["latest"], version=int(item.get("version", 0)),
+            series=parts.get("series", {})))
     return result
 
 
-def _keeps_later(point: MetricPoint, order: Decimal) -> Any:
-    """The latest-value item stays unless `point` is later in (step, timestamp, value) order."""
-    same_step = Condition.equals("step", point.step)
-    return (Condition.absent() | Condition.less_than("step", point.step)
-            | (same_step & Condition.less_than("ts", point.timestamp))
-            | (same_step & Condition.equals("ts", point.timestamp) & Condition.less_than("vo", order)))
+def _series(item: dict[str, Any]) -> SeriesState:
+    point = MetricPoint.from_row([item["step"], item["ts"], json.loads(item["value"])])
+    return SeriesState(point, int(item["span"]) if item.get("span") is not None else None, int(item.get("v", 0)))
+
+
+def _series_values(run: Run, key: str, state: SeriesState) -> dict[str, Any]:
+    point = state.latest
+    return {**keys.latest_key(run.tenant_id, run.id, key), **_index(run, keys.LATEST_SK + key), "key": key,
+            "step": point.step, "ts": point.timestamp, "value": json.dumps(point.to_row()[2]),
+            "vo": value_order(point.value), "span": state.span, "v": state.version}
 
 
 @dataclass
@@ -140,44 +147,73 @@ class RunStore:
         except ConditionFailed as exc:
             raise StaleRecord(old.id) from exc
 
-    def put_params(self, run: Run, params: dict[str, str]) -> None:
-        """Write-once params in one transaction: a key already holding another value cancels them all (409)."""
-        pairs = sorted(params.items())
-        for start in range(0, len(pairs), TRANSACTION_LIMIT):
-            batch = pairs[start : start + TRANSACTION_LIMIT]
-            actions = [self.table.put_action(
-                {**keys.param_key(run.tenant_id, run.id, key), **_index(run, keys.PARAM_SK + key),
-                 "key": key, "value": value},
-                condition=Condition.absent() | Condition.equals("value", value)) for key, value in batch]
-            try:
-                self.table.transact(actions)
-            except TransactionCancelled as exc:
-                clashes = [key for i, (key, _) in enumerate(batch) if exc.failed(i)]
-                if clashes:
-                    raise Conflict(f"params {', '.join(map(repr, clashes))} already have other values; "
-                                   "params are write-once") from exc
-                raise
+    def write_log(self, run: Run, params: dict[str, str], tags: dict[str, str],
+                  series: dict[str, tuple[MetricPoint, int]]) -> None:
+        """Params (write-once), tags and each series' latest point and span, in transactions guarded by the
+        experiment being active: a deleted experiment or a param clash (409) leaves nothing written.
 
-    def put_tags(self, run: Run, tags: dict[str, str]) -> None:
-        self.table.batch_put(self._tag_values(run, tags))
+        A series record another request wrote since `run` was read is read again and merged
+        (`advanced`): latest values and spans never go back, whatever the interleaving.
+        """
+        states = dict(run.series)
+        actions = [("param", k) for k in sorted(params)] + [("tag", k) for k in sorted(tags)] + \
+            [("series", k) for k in sorted(series)]
+        room = TRANSACTION_LIMIT - 1  # the experiment's check opens every transaction
+        for start in range(0, max(1, len(actions)), room):
+            part = actions[start:start + room]
+            for attempt in range(SERIES_ATTEMPTS):
+                built, keys_in = self._log_actions(run, part, params, tags, series, states)
+                try:
+                    self.table.transact([self._active_check(run), *built])
+                    break
+                except TransactionCancelled as exc:
+                    if exc.failed(0):
+                        raise Conflict(f"experiment {run.experiment_id} is deleted; restore it first") from exc
+                    clashes = [k for i, (kind, k) in enumerate(keys_in) if kind == "param" and exc.failed(i + 1)]
+                    if clashes:
+                        raise Conflict(f"params {', '.join(map(repr, clashes))} already have other values; "
+                                       "params are write-once") from exc
+                    stale = [k for i, (kind, k) in enumerate(keys_in) if kind == "series" and exc.failed(i + 1)]
+                    if not stale or attempt == SERIES_ATTEMPTS - 1:
+                        raise Throttled("the run is being written by many requests at once; retry") from exc
+                    states.update(self._read_series(run, stale))
+
+    def _log_actions(self, run: Run, part: list[tuple[str, str]], params: dict[str, str],
+                     tags: dict[str, str], series: dict[str, tuple[MetricPoint, int]],
+                     states: dict[str, SeriesState]) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+        built, keys_in = [], []
+        for kind, key in part:
+            if kind == "param":
+                built.append(self.table.put_action(
+                    {**keys.param_key(run.tenant_id, run.id, key), **_index(run, keys.PARAM_SK + key), "key": key,
+                     "value": params[key]}, condition=Condition.absent() | Condition.equals("value", params[key])))
+            elif kind == "tag":
+                built.append(self.table.put_action({**keys.tag_key(run.tenant_id, run.id, key),
+                                                    **_index(run, keys.TAG_SK + key), "key": key, "value": tags[key]}))
+            else:
+                stored = states.get(key)
+                new = advanced(stored, *series[key])
+                if new is None:
+                    continue
+                # the record as read, or none at all (a record from before versions has no "v")
+                condition = Condition.absent() if stored is None else Condition.equals("v", stored.version) \
+                    if stored.version else Condition.absent("v")
+                built.append(self.table.put_action(_series_values(run, key, new), condition=condition))
+            keys_in.append((kind, key))
+        return built, keys_in
+
+    def _active_check(self, run: Run) -> dict[str, Any]:
+        return self.experiments.check_action(keys.experiment_key(run.tenant_id, run.experiment_id),
+                                             condition=Condition.equals("lifecycle_stage", ACTIVE))
+
+    def _read_series(self, run: Run, metric_keys: list[str]) -> dict[str, SeriesState]:
+        items = self.table.batch_get([keys.latest_key(run.tenant_id, run.id, k) for k in metric_keys])
+        return {item["key"]: _series(item) for item in items}
 
     @staticmethod
     def _tag_values(run: Run, tags: dict[str, str]) -> list[dict[str, Any]]:
         return [{**keys.tag_key(run.tenant_id, run.id, key), **_index(run, keys.TAG_SK + key), "key": key,
                  "value": value} for key, value in sorted(tags.items())]
-
-    def raise_latest(self, run: Run, key: str, point: MetricPoint) -> bool:
-        """Make `point` the key's latest value unless a later (step, timestamp, value) is stored."""
-        order = value_order(point.value)
-        update = Update().assign({"key": key, "step": point.step, "ts": point.timestamp,
-                                  "value": json.dumps(point.to_row()[2]), "vo": order,
-                                  **_index(run, keys.LATEST_SK + key)})
-        try:
-            self.table.update(keys.latest_key(run.tenant_id, run.id, key), update,
-                              condition=_keeps_later(point, order))
-        except ConditionFailed:
-            return False
-        return True
 
     def remove(self, tenant_id: str, run_id: str) -> list[str]:
         """Delete every item of the run (artifact records included) and its owner record.

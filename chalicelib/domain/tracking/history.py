@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Optional
 from chalicelib.domain import validation as rules
 from chalicelib.domain.errors import InvalidInput, NotFound
 from chalicelib.domain.paging import check_limit
-from chalicelib.domain.tracking.metrics import MetricPoint, downsample
+from chalicelib.domain.tracking.codec import Bucket, buckets_of, merge
+from chalicelib.domain.tracking.metrics import MetricPoint, downsample, sort_unique
 
 if TYPE_CHECKING:
     from chalicelib.domain.tokens import PageTokens
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 DEFAULT_PAGE = 1_000
 MAX_PAGE = 25_000
 MAX_POINTS = 10_000
+EXACT_DOWNSAMPLE_POINTS = 20_000  # ~200 KB of stored points: up to here a downsample reads the points
 
 
 @dataclass
@@ -49,22 +51,50 @@ class HistoryService:
         run = self.runs.get(tenant_id, run_id)
         if key not in run.latest:
             raise NotFound(f"run {run_id} has no metric {key!r}")
+        span = run.series[key].span if key in run.series else None
+        if max_points is not None:
+            points = self._downsampled(tenant_id, run_id, key, start_step, end_step, span, max_points)
+            return {"key": key, "points": [p.to_json() for p in points], "next_page_token": None}
         if after is None:
             read_from = start_step
         else:
             read_from = after.step if start_step is None else max(after.step, start_step)
-        points = self.chunks.read(tenant_id, run_id, key, read_from, end_step)
-        if after is not None:
-            cursor = (after.order, after.identity)
-            points = [p for p in points if (p.order, p.identity) > cursor]
-        if max_points is not None:
-            return {"key": key, "points": [p.to_json() for p in downsample(points, max_points)],
-                    "next_page_token": None}
+        enough = limit + 1
+        while True:  # points at the cursor's own step come back again: ask for more until the page fills
+            points, more = self.chunks.read(tenant_id, run_id, key, read_from, end_step, enough=enough, span=span)
+            if after is not None:
+                cursor = (after.order, after.identity)
+                points = [p for p in points if (p.order, p.identity) > cursor]
+            if len(points) > limit or not more:
+                break
+            enough *= 2
         page = points[:limit]
         next_token = None
         if len(points) > limit:
             next_token = self.tokens.encode(scope, {"row": page[-1].to_row()})
         return {"key": key, "points": [p.to_json() for p in page], "next_page_token": next_token}
+
+    def _downsampled(self, tenant_id: str, run_id: str, key: str, start_step: Optional[int],
+                     end_step: Optional[int], span: Optional[int], max_points: int) -> list[MetricPoint]:
+        """At most `max_points` points, each bucket's lowest and highest, read from the chunks' summaries:
+        their coarse buckets when there are enough of them, else their fine ones; only the points of
+        chunks cut by the window's ends, and of series too short to summarise, are read themselves."""
+        summaries = self.chunks.summaries(tenant_id, run_id, key, start_step, end_step, span)
+        if sum(s.count for s in summaries) <= max(max_points, EXACT_DOWNSAMPLE_POINTS):
+            points, _ = self.chunks.read(tenant_id, run_id, key, start_step, end_step, span=span)
+            return downsample(points, max_points)  # few enough to read: buckets of exactly equal counts
+        inside = [s for s in summaries if (start_step is None or s.min_step >= start_step)
+                  and (end_step is None or s.max_step <= end_step)]
+        cut = [s.sk for s in summaries if s not in inside]
+        buckets: list[Bucket] = [s.bucket for s in inside]
+        if len(buckets) < max_points // 2:
+            fine = self.chunks.fine_buckets(tenant_id, run_id, key, start_step, end_step, span)
+            buckets = [b for s in inside for b in fine.get(s.sk, [s.bucket])]
+        if cut:  # the window's ends cut these chunks: their own points, as buckets of one
+            edge = [p for p in self.chunks.chunk_points(tenant_id, run_id, key, cut)
+                    if (start_step is None or p.step >= start_step) and (end_step is None or p.step <= end_step)]
+            buckets += buckets_of(sort_unique(edge), max(1, len(edge)))
+        return merge(buckets, max_points)
 
     def _position(self, scope: str, page_token: Optional[str]) -> Optional[MetricPoint]:
         if not page_token:

@@ -58,6 +58,29 @@ def latest(points: Iterable[MetricPoint]) -> MetricPoint | None:
 
 
 @dataclass(frozen=True)
+class SeriesState:
+    """What is kept of a series beside its chunks: its latest point, and its span, the widest step
+    range of any of its chunks (None: written before spans were kept, so unknown), and the version
+    of that record (for writes that must not overwrite a concurrent one)."""
+
+    latest: MetricPoint
+    span: Optional[int]
+    version: int = 0
+
+
+def advanced(stored: Optional[SeriesState], newest: MetricPoint, span: int) -> Optional[SeriesState]:
+    """The series after a batch whose latest point is `newest` and whose widest chunk spans `span`
+    steps; None when the batch changes nothing of it (latest: greatest (step, timestamp, value))."""
+    if stored is None:
+        return SeriesState(newest, span, 1)
+    point = newest if newest.order > stored.latest.order else stored.latest
+    wider = None if stored.span is None else max(stored.span, span)  # unknown stays unknown
+    if point is stored.latest and wider == stored.span:
+        return None
+    return SeriesState(point, wider, stored.version + 1)
+
+
+@dataclass(frozen=True)
 class Chunk:
     points: tuple[MetricPoint, ...]
     server_time: Optional[int] = None  # the timestamp the server gave points that came without one
@@ -78,15 +101,13 @@ class Chunk:
                 for p in self.points]
         return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()[:24]
 
-    def encoded_points(self) -> str:
-        return json.dumps([p.to_row() for p in self.points], separators=(",", ":"))
-
     def value_range(self) -> tuple[float | None, float | None]:
         finite = [p.value for p in self.points if not math.isnan(p.value)]
         return (min(finite), max(finite)) if finite else (None, None)
 
 
-def decode_points(encoded: str) -> list[MetricPoint]:
+def decode_json_points(encoded: str) -> list[MetricPoint]:
+    """Points as chunks stored them before the binary form (domain/tracking/codec.py)."""
     return [MetricPoint.from_row(row) for row in json.loads(encoded)]
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
-    from chalicelib.domain.tracking.metrics import MetricPoint
+    from chalicelib.domain.tracking.metrics import MetricPoint, SeriesState
 
 ACTIVE = "active"
 DELETED = "deleted"
@@ -60,6 +60,7 @@ class Run:
     tags: dict[str, str] = field(default_factory=dict)
     latest: dict[str, MetricPoint] = field(default_factory=dict)
     version: int = 0
+    series: dict[str, SeriesState] = field(default_factory=dict, compare=False)  # as stored: span and version
 
     def changed(self, **changes: Any) -> Run:
         return replace(self, version=self.version + 1, **changes)

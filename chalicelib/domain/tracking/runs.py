@@ -90,9 +90,11 @@ class RunService:
             tags: Optional[dict[str, str]] = None) -> Logged:
         """Log points, params and tags; a retried request changes nothing a second time.
 
-        Param conflicts are found before anything is written (from the run as read, then again
-        atomically by the params transaction), so a rejected request leaves no trace. Points land as
-        content-addressed chunks (idempotent), then each key's latest value is raised conditionally.
+        First, in transactions guarded by the experiment being active: the new params (write-once:
+        a clash, found in the run as read or by the transaction's conditions, is a 409 that leaves no
+        trace), the changed tags, and each key's latest point and span. Then the points, as
+        content-addressed chunks with their summaries (idempotent). Requests: the run's Query, one
+        transaction per 99 records, one BatchWriteItem per 25 chunk items.
         """
         params, tags = params or {}, tags or {}
         received_at = now_ms()
@@ -100,22 +102,16 @@ class RunService:
         for m in metrics:
             by_key.setdefault(m.key, []).append(
                 MetricPoint(m.step, m.timestamp if m.timestamp is not None else received_at, m.value))
-        run = self.require_writable(tenant_id, run_id)
+        run = self.get(tenant_id, run_id)
         clashes = [k for k, v in params.items() if k in run.params and run.params[k] != v]
         if clashes:
             raise Conflict(f"params {', '.join(map(repr, clashes))} already have other values; params are write-once")
-        new_params = {k: v for k, v in params.items() if k not in run.params}
-        if new_params:
-            self.store.put_params(run, new_params)
-        self.chunks.write(tenant_id, run_id, ((key, c) for key, pts in by_key.items()
-                                              for c in series.chunk(pts, server_time=received_at)))
-        changed_tags = {k: v for k, v in tags.items() if run.tags.get(k) != v}
-        if changed_tags:
-            self.store.put_tags(run, changed_tags)
-        for key, pts in by_key.items():
-            newest = max(pts, key=lambda p: p.order)
-            if key not in run.latest or newest.order > run.latest[key].order:
-                self.store.raise_latest(run, key, newest)
+        chunks = {key: series.chunk(pts, server_time=received_at) for key, pts in by_key.items()}
+        self.store.write_log(run, {k: v for k, v in params.items() if k not in run.params},
+                             {k: v for k, v in tags.items() if run.tags.get(k) != v},
+                             {key: (max(pts, key=lambda p: p.order), max(c.max_step - c.min_step for c in chunks[key]))
+                              for key, pts in by_key.items()})
+        self.chunks.write(tenant_id, run_id, ((key, c) for key, cs in chunks.items() for c in cs))
         return Logged(sum(len(v) for v in by_key.values()), len(params), len(tags))
 
     def end(self, tenant_id: str, run_id: str, status: str) -> Run:
@@ -171,7 +167,7 @@ class RunService:
         run = self.find(tenant_id, run_id)
         if run is None:
             return {}
-        return {key: self.chunks.read(tenant_id, run_id, key) for key in sorted(run.latest)}
+        return {key: self.chunks.read(tenant_id, run_id, key)[0] for key in sorted(run.latest)}
 
     def remove(self, tenant_id: str, run_id: str) -> int:
         """Delete the run for good, with its metric chunks; returns the items removed."""
