@@ -43,7 +43,7 @@ from devstack import moto_hardening
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: metric catalogs (2026-12-01)
 FLUSH_SECONDS = 1.0
 MIN_COMPACT_BYTES = 64 * 1024 * 1024
 ACCOUNT_ID = "123456789012"  # moto's default account, the local stack's only one

@@ -105,6 +105,14 @@ def run_index_keys(tenant_id: str, experiment_id: str, run_id: str, sk: str) -> 
     return {"gsi1pk": runs_of_experiment_pk(tenant_id, experiment_id), "gsi1sk": f"{run_id}#{sk}"}
 
 
+RUNS_OF_EXPERIMENT = "runs_of_experiment"  # the index of run items only: ids and status, to page through
+
+
+def run_only_index_keys(tenant_id: str, experiment_id: str, run_id: str) -> dict[str, str]:
+    """The `runs_of_experiment` index attributes, which only a run's RUN item carries."""
+    return {"gsi2pk": runs_of_experiment_pk(tenant_id, experiment_id), "gsi2sk": run_id}
+
+
 def run_of_index_sk(gsi1sk: str) -> str:
     return gsi1sk.split("#", 1)[0]
 
@@ -119,22 +127,28 @@ _STEP_OFFSET = 2**63
 
 
 MIN_STEP, MAX_STEP = -(2**63), 2**63 - 1
-COARSE, FINE = "C", "F"  # the summary partitions of a series (metric keys never hold '#')
 
 
 def metric_pk(tenant_id: str, run_id: str, key: str) -> str:
+    """The points of a series' larger chunks."""
     return f"T#{tenant_id}#R#{run_id}#M#{key}"
 
 
-def metric_summary_pk(tenant_id: str, run_id: str, key: str, level: str) -> str:
-    """Where a series' chunk summaries of one level live, each under its chunk's sort key."""
-    return f"{metric_pk(tenant_id, run_id, key)}#{level}"
+def metric_catalog_pk(tenant_id: str, run_id: str, key: str) -> str:
+    """One entry per chunk of a series (metric keys never hold '#')."""
+    return f"{metric_pk(tenant_id, run_id, key)}#C"
+
+
+def metric_fine_pk(tenant_id: str, run_id: str, key: str) -> str:
+    """The fine summaries of a series' larger chunks."""
+    return f"{metric_pk(tenant_id, run_id, key)}#F"
 
 
 def metric_partitions(tenant_id: str, run_id: str, key: str) -> tuple[str, ...]:
-    """Every partition of a series: its chunks and their summaries (deleted together)."""
-    return (metric_pk(tenant_id, run_id, key), metric_summary_pk(tenant_id, run_id, key, COARSE),
-            metric_summary_pk(tenant_id, run_id, key, FINE))
+    """Every partition of a series, the catalog last (deleted together; a purge that stops half way
+    empties the others first)."""
+    return (metric_pk(tenant_id, run_id, key), metric_fine_pk(tenant_id, run_id, key),
+            metric_catalog_pk(tenant_id, run_id, key))
 
 
 def encode_step(step: int) -> str:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from chalicelib.store.directory import Directory
 
 BY_EXPERIMENT = Index(keys.BY_EXPERIMENT, "gsi1pk", "gsi1sk")
+RUNS_OF_EXPERIMENT = Index(keys.RUNS_OF_EXPERIMENT, "gsi2pk", "gsi2sk")
 SERIES_ATTEMPTS = 8  # rounds of re-reading series records other requests wrote meanwhile
 _DYNAMO_MAX = Decimal("9.7e125")  # DynamoDB numbers stop short of 1e126; doubles go to 1.8e308
 
@@ -46,7 +47,8 @@ def _index(run: Run, sk: str) -> dict[str, str]:
 
 def _run_values(run: Run) -> dict[str, Any]:
     return {
-        **keys.run_key(run.tenant_id, run.id), **_index(run, keys.RUN_SK), "kind": "run", "tenant_id": run.tenant_id,
+        **keys.run_key(run.tenant_id, run.id), **_index(run, keys.RUN_SK),
+        **keys.run_only_index_keys(run.tenant_id, run.experiment_id, run.id), "kind": "run", "tenant_id": run.tenant_id,
         "id": run.id, "experiment_id": run.experiment_id, "name": run.name, "description": run.description,
         "status": run.status, "start_time": run.start_time, "end_time": run.end_time,
         "artifact_uri": run.artifact_uri, "version": run.version,
@@ -110,11 +112,21 @@ class RunStore:
         runs = _assemble(items)
         return runs[0] if runs else None
 
-    def list_for_experiment(self, tenant_id: str, experiment_id: str) -> list[Run]:
-        """Newest first (run ids are ULIDs), with params, tags and latest values: one index Query."""
-        items = self.table.query(keys.runs_of_experiment_pk(tenant_id, experiment_id), index=BY_EXPERIMENT,
+    def page_for_experiment(self, tenant_id: str, experiment_id: str, status: Optional[str], limit: int,
+                            offset: int) -> tuple[list[Run], int]:
+        """Newest first: the page's runs whole, and how many match. The run-only index (ids and status,
+        a few dozen bytes a run) finds the page; one index range then reads that page's runs."""
+        ids = [i["gsi2sk"] for i in self.table.query(keys.runs_of_experiment_pk(tenant_id, experiment_id),
+                                                      index=RUNS_OF_EXPERIMENT, forward=False)
+               if status is None or i.get("status") == status]
+        page = ids[offset:offset + limit]
+        if not page:
+            return [], len(ids)
+        items = self.table.query(keys.runs_of_experiment_pk(tenant_id, experiment_id),
+                                 SortRange.between(page[-1], keys.runs_after_index_sk(page[0])), index=BY_EXPERIMENT,
                                  forward=False)
-        return _assemble(items)
+        wanted = set(page)
+        return [r for r in _assemble(items) if r.id in wanted], len(ids)
 
     def create(self, run: Run) -> None:
         """Write a new run with its tags, in one transaction with the check that its experiment is active:

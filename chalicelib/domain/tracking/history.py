@@ -85,7 +85,7 @@ class HistoryService:
             return downsample(points, max_points)  # few enough to read: buckets of exactly equal counts
         inside = [s for s in summaries if (start_step is None or s.min_step >= start_step)
                   and (end_step is None or s.max_step <= end_step)]
-        cut = [s.sk for s in summaries if s not in inside]
+        cut = [s for s in summaries if s not in inside]
         buckets: list[Bucket] = [s.bucket for s in inside]
         if len(buckets) < max_points // 2:
             fine = self.chunks.fine_buckets(tenant_id, run_id, key, start_step, end_step, span)

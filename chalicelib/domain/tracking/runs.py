@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from chalicelib.store.runs import RunStore
 
 RUN_STATUSES = ("RUNNING", "FINISHED", "FAILED", "KILLED")
+EXPERIMENT_REQUIRED = "experiment_id is required: runs are listed per experiment"
 MAX_PAGE = 1_000
 WRITE_ATTEMPTS = 8
 SUMMARY_THREADS = 8
@@ -77,13 +78,12 @@ class RunService:
     def search(self, tenant_id: str, experiment_id: Optional[str], status: Optional[str], limit: int,
                offset: int) -> tuple[list[Run], int]:
         if not experiment_id:
-            raise InvalidInput("experiment_id is required: runs are listed per experiment")
+            raise InvalidInput(EXPERIMENT_REQUIRED)
         if status is not None and status not in RUN_STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
         check_page(limit, offset, max_limit=MAX_PAGE)
         self.experiments.get(tenant_id, experiment_id)
-        runs = [r for r in self.store.list_for_experiment(tenant_id, experiment_id) if status in (None, r.status)]
-        return runs[offset : offset + limit], len(runs)
+        return self.store.page_for_experiment(tenant_id, experiment_id, status, limit, offset)
 
     def log(self, tenant_id: str, run_id: str, metrics: Iterable[MetricIn] = (),
             params: Optional[dict[str, str]] = None,
@@ -133,10 +133,12 @@ class RunService:
         raise Conflict(f"run {run_id} is being written by many requests at once; retry")
 
     def compare(self, tenant_id: str, run_ids: list[str], metric_keys: Optional[list[str]]) -> dict:
-        runs = [self.get(tenant_id, run_id) for run_id in run_ids]
-        keys = metric_keys if metric_keys is not None else sorted({k for r in runs for k in r.latest})
-        wanted = [(r, k) for r in runs for k in keys if k in r.latest]
+        """Each run read once (one Query, all at once) and each series' count, min and max from its chunks'
+        coarse summaries (one Query per series, all at once)."""
         with ThreadPoolExecutor(max_workers=SUMMARY_THREADS) as pool:
+            runs = list(pool.map(lambda run_id: self.get(tenant_id, run_id), run_ids))
+            keys = metric_keys if metric_keys is not None else sorted({k for r in runs for k in r.latest})
+            wanted = [(r, k) for r in runs for k in keys if k in r.latest]
             found = pool.map(lambda rk: self.chunks.summary(tenant_id, rk[0].id, rk[1]), wanted)
             summaries = dict(zip(((r.id, k) for r, k in wanted), found, strict=True))
         param_keys = sorted({k for r in runs for k in r.params})
