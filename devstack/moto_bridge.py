@@ -6,8 +6,10 @@ targets. Two private methods are replaced, so moto is pinned exactly (requiremen
 
 1. `moto.awslambda.models.LambdaFunction._invoke_lambda(self, event=None) -> (payload, errored, logs)`
    calls `app.handler_map[name]` with a fake Lambda context. Direct invokes, Step Functions
-   `lambda:invoke` (and `.waitForTaskToken`) Tasks and S3 notifications all go through it.
-   Functions that are not the app's fall back to moto's own implementation.
+   `lambda:invoke` (and `.waitForTaskToken`) Tasks and S3 notifications all go through it. The
+   handler runs on a thread of its own while the invoker waits (a Lambda is apart from its caller,
+   also when moto answers the caller in-process). Functions that are not the app's fall back to
+   moto's own implementation.
 2. `moto.events.models.Rule.send_to_targets(self, original_event, transform_input=True)` delivers
    matching events to Lambda-ARN targets (moto raises NotImplementedError for them, which S3's
    EventBridge path swallows silently); every other target goes to moto's original method.
@@ -215,7 +217,7 @@ def _invoke_lambda(self: LambdaFunction, event: Any = None) -> tuple[str, bool, 
     context = LambdaContext(self)
     started = time.monotonic()
     try:
-        result = handler(event, context)
+        result = _on_its_own_thread(self.function_name, lambda: handler(event, context))
     except Exception as exc:
         logger.exception("Lambda %s failed", self.function_name)
         return _lambda_error(exc), True, ""
@@ -230,6 +232,34 @@ def _invoke_lambda(self: LambdaFunction, event: Any = None) -> tuple[str, bool, 
         logger.error("Lambda %s returned something JSON cannot encode: %s", self.function_name, exc)
         return _lambda_error(exc, "Runtime.MarshalError"), True, ""
     return payload, False, ""
+
+
+def _on_its_own_thread(function_name: str, call: Callable[[], Any]) -> Any:
+    """Run a handler as a Lambda runs: apart from its caller, which waits for it.
+
+    moto answers in-process calls on the caller's thread, so an S3 upload made by a request would run
+    the upload trigger nested inside that request: the handler's log keys (per thread) would replace
+    and then remove the request's own, and a caller holding the DynamoDB lock would share it with the
+    handler. On a thread of its own the handler starts clean; a caller holding the lock lends it
+    while it waits (as moto_hardening does for stream deliveries).
+    """
+    from devstack.moto_hardening import DYNAMODB_LOCK
+
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, name=f"lambda:{function_name}", daemon=True)
+    with DYNAMODB_LOCK.suspended():
+        worker.start()
+        worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("result")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -112,8 +112,11 @@ def resolve_class(name: str) -> str:
     return CLASS_ALIASES.get(name, name)
 
 
+AGENT_TYPES = (CITIZEN, SUPERVISOR)
+
+
 def classes_of(agent_type: str) -> list[str]:
-    if agent_type not in (CITIZEN, SUPERVISOR):
+    if agent_type not in AGENT_TYPES:
         raise ValueError(f"Invalid agent_type. Must be 'citizen' or 'supervisor', got: {agent_type}")
     return [name for name, cls in CLASSES.items() if cls.agent_type == agent_type]
 

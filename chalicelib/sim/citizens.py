@@ -1,8 +1,7 @@
 """A citizen's changing state (place, needs, money, plans) and the rule-based day it follows."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from chalicelib.sim.population import GENERIC_JOB, Person, workplace_kind
 
@@ -36,7 +35,8 @@ class TickContext:
     """What every citizen sees during one tick; built once per tick by the engine."""
 
     __slots__ = ("day", "t", "tick", "world", "mood", "spending", "prices", "weather", "now", "minute",
-                 "workday", "dt", "appeal", "weather_mood", "outing_chance")
+                 "workday", "dt", "appeal", "weather_mood", "outing_chance", "social_decay", "mood_weight",
+                 "mood_rate")
 
     def __init__(self, day: int, t: int, tick: int, world: World, mood: float, spending: float,
                  prices: float, weather: Any):
@@ -48,10 +48,15 @@ class TickContext:
         self.dt = tick / 3600
         self.appeal, self.weather_mood = weather_effect(weather)
         self.outing_chance = 1 - (1 - BASE_OUTING_CHANCE) ** (tick / 300)
+        # the per-tick factors of Citizen.live, computed once
+        self.social_decay = 1 - min(1.0, 0.1 * self.dt)
+        self.mood_weight = 0.15 * mood  # times a citizen's sensitivity
+        self.mood_rate = min(1.0, 0.15 * self.dt)
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
+    """Made for every citizen every tick: a named tuple, which is several times cheaper to build than a dataclass."""
+
     target: int  # the AOI to be at
     action: str  # AgentSociety's `action`: what the citizen intends
     activity: str  # sleep | work | school | home | meal | shop | leisure | lunch | hospital
@@ -100,10 +105,7 @@ class Citizen:
 
     @property
     def employment(self) -> str:
-        if self.employed:
-            return "employed"
-        occupation = self.person.occupation.lower()
-        return occupation if occupation in ("student", "retired") else "unemployed"
+        return "employed" if self.employed else self.person.idle_employment
 
     # ---- movement -------------------------------------------------------------------------------
     def apply(self, d: Decision, ctx: TickContext, rng: random.Random) -> None:
@@ -154,31 +156,39 @@ class Citizen:
 
     # ---- needs ----------------------------------------------------------------------------------
     def live(self, ctx: TickContext, rng: random.Random) -> None:
-        """One tick of needs, pay and mood; the rates are per simulated hour."""
-        p, dt = self.person, ctx.dt
-        here = not self.travelling
-        sleeping = here and self.activity == "sleep"
-        working = here and self.activity == "work" and self.aoi == self.work
-        self.hunger = _clip(self.hunger + (0.02 if sleeping else 0.065) * dt)
-        drain = 0.045 if working else 0.015 if self.activity == "leisure" else 0.03
-        self.energy = _clip(self.energy + (0.1 if sleeping else -drain) * dt)
-        heal = 0.15 if here and self.activity == "hospital" else 0.01
-        self.health = _clip(self.health + heal * dt - (0.02 * dt if self.hunger > 0.9 or self.energy < 0.1 else 0))
+        """One tick of needs, pay and mood; the rates are per simulated hour.
+
+        Written with locals (it runs for every citizen every tick); every expression is evaluated as
+        in the plain form, in the same order, so the floats come out bit for bit the same.
+        """
+        p, dt, activity = self.person, ctx.dt, self.activity
+        here = self.dest < 0
+        sleeping = here and activity == "sleep"
+        working = here and activity == "work" and self.aoi == self.work
+        hunger = self.hunger + (0.02 if sleeping else 0.065) * dt
+        hunger = 0.0 if hunger < 0 else 1.0 if hunger > 1 else hunger
+        energy = self.energy + (0.1 if sleeping else -(0.045 if working else 0.015 if activity == "leisure"
+                                                        else 0.03)) * dt
+        energy = 0.0 if energy < 0 else 1.0 if energy > 1 else energy
+        health = _clip(self.health + (0.15 if here and activity == "hospital" else 0.01) * dt
+                       - (0.02 * dt if hunger > 0.9 or energy < 0.1 else 0))
         if rng.random() < (0.01 + p.age / 2000) * dt / 24:  # falling ill: about one day in sixty for a 40-year-old
-            self.health = _clip(self.health - 0.45)
+            health = _clip(health - 0.45)
+        money = self.money
         if working and self.employed and p.behaviour.economic:
-            wage = p.income * p.behaviour.wage_factor / (21.7 * max(1.0, (p.end_min - p.start_min) / 60))
-            self.money = round(self.money + wage * dt, 2)
-        self.social = self.social * (1 - min(1.0, 0.1 * dt))
-        wealth = min(2.0, self.money / (p.income + 1)) / 2
-        needs = 1 - max(0.0, self.hunger - 0.4) * 0.8 - max(0.0, 0.4 - self.energy) * 0.8 - (1 - self.health) * 0.5
+            money = self.money = round(money + p.hourly_wage * dt, 2)
+        social = self.social * ctx.social_decay
+        wealth = min(2.0, money / (p.income + 1)) / 2
+        needs = 1 - max(0.0, hunger - 0.4) * 0.8 - max(0.0, 0.4 - energy) * 0.8 - (1 - health) * 0.5
         job = 0.1 if self.employed or not p.job.labour else -0.1
-        target = (0.25 + 0.35 * needs + 0.15 * wealth + job + p.mood_offset + 0.15 * ctx.mood * p.sensitivity
-                  + ctx.weather_mood + self.social + (0.05 if self.activity == "leisure" else 0))
-        self.happiness += (_clip(target) - self.happiness) * min(1.0, 0.15 * dt)
+        target = (0.25 + 0.35 * needs + 0.15 * wealth + job + p.mood_offset + ctx.mood_weight * p.sensitivity
+                  + ctx.weather_mood + social + (0.05 if activity == "leisure" else 0))
+        target = 0.0 if target < 0 else 1.0 if target > 1 else target
+        happiness = self.happiness
+        happiness += (target - happiness) * ctx.mood_rate
         # rounding every tick keeps checkpoints small and makes restored runs identical to straight ones
-        self.hunger, self.energy, self.health = round(self.hunger, 4), round(self.energy, 4), round(self.health, 4)
-        self.happiness, self.social = round(self.happiness, 4), round(self.social, 4)
+        self.hunger, self.energy, self.health = round(hunger, 4), round(energy, 4), round(health, 4)
+        self.happiness, self.social = round(happiness, 4), round(social, 4)
 
     def new_day(self, ctx: TickContext, rng: random.Random) -> None:
         """At midnight: allowances and pensions are paid, jobs are lost and found."""
@@ -279,16 +289,34 @@ def prices_of(env: dict[str, Any]) -> float:
 
 
 def metrics_of(citizens: list[Citizen], dialogs: int) -> dict[str, float]:
-    """One tick's environment metrics (AgentSociety's metric rows): means, rates and this tick's totals."""
-    cs, n = citizens, max(1, len(citizens))
-    labour = [c for c in cs if c.person.job.labour]
-    return {"mean_happiness": round(sum(c.happiness for c in cs) / n, 4),
-            "employment_rate": round(sum(c.employed for c in labour) / len(labour), 4) if labour else 0.0,
-            "consumption": round(sum(c.tick_spent for c in cs), 2),
+    """One tick's environment metrics (AgentSociety's metric rows): means, rates and this tick's totals.
+
+    One pass; each sum adds the same values in the same order as `sum()` over the citizens would.
+    """
+    n = max(1, len(citizens))
+    happiness = spent = hunger = energy = health = money = 0.0
+    labour = employed = travelling = working = 0
+    for c in citizens:
+        happiness += c.happiness
+        spent += c.tick_spent
+        hunger += c.hunger
+        energy += c.energy
+        health += c.health
+        money += c.money
+        if c.person.job.labour:
+            labour += 1
+            employed += c.employed
+        if c.dest >= 0:
+            travelling += 1
+        elif c.activity == "work":
+            working += 1
+    return {"mean_happiness": round(happiness / n, 4),
+            "employment_rate": round(employed / labour, 4) if labour else 0.0,
+            "consumption": round(spent, 2),
             "dialog_count": float(dialogs),
-            "mean_hunger": round(sum(c.hunger for c in cs) / n, 4),
-            "mean_energy": round(sum(c.energy for c in cs) / n, 4),
-            "mean_health": round(sum(c.health for c in cs) / n, 4),
-            "mean_money": round(sum(c.money for c in cs) / n, 2),
-            "travelling": float(sum(c.travelling for c in cs)),
-            "working": float(sum(c.activity == "work" and not c.travelling for c in cs))}
+            "mean_hunger": round(hunger / n, 4),
+            "mean_energy": round(energy / n, 4),
+            "mean_health": round(health / n, 4),
+            "mean_money": round(money / n, 2),
+            "travelling": float(travelling),
+            "working": float(working)}

@@ -15,7 +15,7 @@ from chalicelib.sim import catalog
 from chalicelib.sim.citizens import FIELDS, Citizen, TickContext, metrics_of, prices_of
 from chalicelib.sim.instant import INSTANT_STEPS
 from chalicelib.sim.llm_client import LLMError
-from chalicelib.sim.minds import Mind, MindFactory, default_mind_factory
+from chalicelib.sim.minds import Mind, MindFactory, RuleMind, default_mind_factory
 from chalicelib.sim.phrases import Persona
 from chalicelib.sim.population import build_population
 from chalicelib.sim.records import (
@@ -28,6 +28,7 @@ from chalicelib.sim.records import (
     Inbox,
     PendingDialog,
     PendingSurvey,
+    StatusRow,
     StepResult,
     SurveyAnswer,
     TickRecord,
@@ -146,6 +147,16 @@ class Simulation:
         return zlib.compress(json.dumps(state, separators=(",", ":"), sort_keys=True).encode(), 9)
 
     @property
+    def agent_count(self) -> int:
+        """Agents the run began with (the work of a tick grows with them)."""
+        return len(self.people)
+
+    @property
+    def rule_based(self) -> bool:
+        """Whether every decision and word comes from the rules (no language model to call)."""
+        return isinstance(self.mind, RuleMind)
+
+    @property
     def done(self) -> bool:
         return self.step_index >= len(self.spec.workflow)
 
@@ -163,9 +174,25 @@ class Simulation:
 
     def statuses(self) -> list[AgentStatus]:
         """Every citizen's status at the current instant (what a tick starting now would record)."""
-        day, t, world = self.day, float(self.t), self.world
-        return [AgentStatus(c.person.id, day, t, *c.place(world), c.action, c.status(world))
-                for c in self.citizens]
+        day, t = self.day, float(self.t)
+        return [AgentStatus.of_row(row, day, t) for row in self.status_rows()]
+
+    def status_rows(self) -> list[StatusRow]:
+        """Every citizen's status at the current instant as rows (records.ROW_FIELDS): what a tick records."""
+        world = self.world
+        by_id, position = world.by_id, world.position
+        rows: list[StatusRow] = []
+        append = rows.append
+        for c in self.citizens:
+            if c.dest >= 0:  # between places: interpolated, no parent (Citizen.place)
+                lng, lat = position(c.aoi, c.dest, (c.travel_total - c.travel_left) / c.travel_total)
+                parent, place = None, "travelling"
+            else:
+                a = by_id[c.aoi]
+                lng, lat, parent, place = a.lng, a.lat, c.aoi, a.name
+            append((c.person.id, lng, lat, parent, c.action, c.happiness, c.hunger, c.energy, c.health, c.money,
+                    c.spent_today, "employed" if c.employed else c.person.idle_employment, place))
+        return rows
 
     @property
     def global_prompt(self) -> str:
@@ -227,14 +254,15 @@ class Simulation:
         day, t = self.day, float(self.t)
         before = len(result.dialogs)
         sleepers: list[Citizen] = []
+        decide, late = self.mind.decide, ctx.minute >= BEDTIME_MIN
         for c in self.citizens:
             c.tick_spent = 0.0
-            if c.travelling:
+            if c.dest >= 0:  # travelling
                 c.travel(ctx, rng)
             else:
                 was = c.activity
-                c.apply(self.mind.decide(c, ctx, rng), ctx, rng)
-                if (c.activity == "sleep" and was != "sleep" and ctx.minute >= BEDTIME_MIN
+                c.apply(decide(c, ctx, rng), ctx, rng)
+                if (late and c.activity == "sleep" and was != "sleep"
                         and c.person.behaviour.bedtime_thoughts
                         and rng.random() < BEDTIME_THOUGHT_CHANCE):  # not those sleeping in at 8:00
                     sleepers.append(c)
@@ -265,7 +293,7 @@ class Simulation:
             self.last_metrics["moderated_talks"] = float(self.moderated)
         dialogs, spent = self.since_log
         self.since_log = [dialogs + written, round(spent + self.last_metrics["consumption"], 2)]
-        result.ticks.append(TickRecord(self.ticks_done, day, t, self.statuses(), self.global_prompt,
+        result.ticks.append(TickRecord(self.ticks_done, day, t, self.status_rows(), self.global_prompt,
                                        self.last_metrics))
         self.ticks_done += 1
         self.instant_dialogs, self.unrecorded = 0, False
@@ -347,20 +375,24 @@ class Simulation:
         """Citizens awake at the same place talk in pairs; both keep both lines (speaker = who said it)."""
         groups: dict[int, list[Citizen]] = {}
         for c in self.citizens:
-            if not c.travelling and c.activity != "sleep" and c.person.behaviour.social:
+            if c.dest < 0 and c.activity != "sleep" and c.person.behaviour.social:
                 groups.setdefault(c.aoi, []).append(c)
         pairs: list[tuple[Citizen, Citizen]] = []
+        rng = self.rng
         for aoi in sorted(groups):
             group = groups[aoi]
             if len(group) < 2:
                 continue
             chance = ctx.tick / 300 * PLACE_TALKATIVENESS.get(self.world.by_id[aoi].kind, 1.0)
-            free = list(group)
+            free = list(group)  # in group order: a partner is drawn by its position among those still free
+            paired: set[int] = set()  # ids of the group's citizens no longer free (a set: groups run to hundreds)
             for c in group:
                 p = c.person
-                if c in free and len(free) > 1 and self.rng.random() < chance * p.behaviour.talk_chance * p.sociability:
+                if (p.id not in paired and len(free) > 1
+                        and rng.random() < chance * p.behaviour.talk_chance * p.sociability):
                     free.remove(c)
-                    other = free.pop(self.rng.randrange(len(free)))
+                    other = free.pop(rng.randrange(len(free)))
+                    paired.update((p.id, other.person.id))
                     pairs.append((c, other))
         pairs = pairs[:getattr(self.mind, "max_talks_per_tick", len(pairs))]
 

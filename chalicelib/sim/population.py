@@ -109,6 +109,8 @@ class Person:
     end_min: int
     wake_min: int
     sleep_min: int
+    idle_employment: str = "unemployed"  # the status's `employment` while not employed: student, retired, unemployed
+    hourly_wage: float = 0.0  # what an hour of work pays (the economy block's wage factor included)
 
     def agent_profile(self) -> AgentProfile:
         return AgentProfile(id=self.id, name=self.name, profile=self.profile)
@@ -268,9 +270,15 @@ def _person(pid: int, group: CitizenGroup, behaviour: Behaviour, explicit: dict[
     social, sensitive, thrift = social * params.sociability, sensitive * params.news_sensitivity, \
         thrift * params.thrift
     profile = dict(drawn, home=home, work=work)
+    occupation = str(drawn["occupation"])
+    income = max(0, int(_number(drawn["income"], job.income)))
+    end = start + int(hours.hours * 60)
+    idle = occupation.lower()
     return Person(id=pid, agent_class=catalog.resolve_class(group.agent_class), behaviour=behaviour, name=name,
                   profile=profile, home=home, work=work, job=job,
-                  occupation=str(drawn["occupation"]), age=int(_number(drawn["age"], 40)),
-                  income=max(0, int(_number(drawn["income"], job.income))), sociability=social,
+                  occupation=occupation, age=int(_number(drawn["age"], 40)),
+                  income=income, sociability=social,
                   sensitivity=sensitive, thrift=thrift, mood_offset=mood, start_min=start,
-                  end_min=start + int(hours.hours * 60), wake_min=max(4 * 60, wake), sleep_min=min(sleep, 24 * 60 - 10))
+                  end_min=end, wake_min=max(4 * 60, wake), sleep_min=min(sleep, 24 * 60 - 10),
+                  idle_employment=idle if idle in ("student", "retired") else "unemployed",
+                  hourly_wage=income * behaviour.wage_factor / (21.7 * max(1.0, (end - start) / 60)))

@@ -6,6 +6,12 @@ from typing import Any, Optional
 
 # AgentSociety's dialog types (agent_dialog.type)
 THOUGHT, TALK, USER = 0, 1, 2
+# An agent's status as the engine records it every tick: one row of these values per agent
+# (AgentStatus's fields without day and t, which the tick has, and its `status` dict flattened)
+STATUS_KEYS = ("happiness", "hunger", "energy", "health", "money", "consumption", "employment", "place")
+ROW_FIELDS = ("id", "lng", "lat", "parent_id", "action") + STATUS_KEYS
+_FIRST_STATUS = len(ROW_FIELDS) - len(STATUS_KEYS)
+StatusRow = tuple  # values in ROW_FIELDS order
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,11 @@ class AgentStatus:
     def to_json(self) -> dict:
         return {"id": self.id, "day": self.day, "t": self.t, "lng": self.lng, "lat": self.lat,
                 "parent_id": self.parent_id, "action": self.action, "status": dict(self.status)}
+
+    @classmethod
+    def of_row(cls, row: StatusRow, day: int, t: float) -> AgentStatus:
+        return cls(row[0], day, t, row[1], row[2], row[3], row[4],
+                   dict(zip(STATUS_KEYS, row[_FIRST_STATUS:], strict=True)))
 
 
 @dataclass(frozen=True)
@@ -67,9 +78,14 @@ class TickRecord:
     step: int  # 0-based index of the tick over the whole run: AgentSociety's metric `step`
     day: int
     t: float
-    statuses: list[AgentStatus]
+    rows: list[StatusRow]  # every agent's status at the instant, one row each (ROW_FIELDS)
     prompt: str
     metrics: dict[str, float]
+
+    @property
+    def statuses(self) -> list[AgentStatus]:
+        """The rows as AgentStatus objects (built on each access: the engine itself keeps rows only)."""
+        return [AgentStatus.of_row(row, self.day, self.t) for row in self.rows]
 
     def global_prompt(self) -> dict:
         return {"day": self.day, "t": self.t, "prompt": self.prompt}
@@ -77,10 +93,15 @@ class TickRecord:
     def metric_rows(self) -> list[dict]:
         return [{"key": key, "value": value, "step": self.step} for key, value in sorted(self.metrics.items())]
 
+    def status_dicts(self) -> list[dict]:
+        """The statuses as JSON objects (AgentStatus.to_json's shape), straight from the rows."""
+        day, t, first = self.day, self.t, _FIRST_STATUS
+        return [{"id": r[0], "day": day, "t": t, "lng": r[1], "lat": r[2], "parent_id": r[3], "action": r[4],
+                 "status": dict(zip(STATUS_KEYS, r[first:], strict=True))} for r in self.rows]
+
     def to_json(self) -> dict:
-        return {"step": self.step, "day": self.day, "t": self.t,
-                "statuses": [s.to_json() for s in self.statuses], "prompt": self.prompt,
-                "metrics": dict(self.metrics)}
+        return {"step": self.step, "day": self.day, "t": self.t, "statuses": self.status_dicts(),
+                "prompt": self.prompt, "metrics": dict(self.metrics)}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
@@ -34,15 +36,19 @@ if TYPE_CHECKING:
     from chalicelib.store.sim_objects import SimulationObjects
     from chalicelib.store.simulations import SimulationStore
 
-AGENT_TICKS_PER_ADVANCE = 20_000  # bounded work per advance invocation: agents x ticks
+AGENT_TICKS_PER_ADVANCE = 20_000  # bounded work per advance invocation: agents x ticks (a language model's calls)
+RULE_AGENT_TICKS_PER_ADVANCE = 60_000  # the rule-based mind's (no calls: about a second of engine time)
 MAX_TICKS_PER_ADVANCE = 12  # one simulated hour at the default 5-minute tick
 SPEC_CACHE_SIZE = 16
+WARM_CACHE_SIZE = 4  # runs whose engine a warm container keeps between its steps
+CHECKPOINT_MAGIC = b"agora-checkpoint/2\n"  # then the counters as JSON, a newline, and the engine's own blob
 _OUTCOME_STATUS = {FINISHED: SimStatus.FINISHED, STOPPED: SimStatus.STOPPED, ERROR: SimStatus.ERROR}
 _RUN_STATUS = {SimStatus.FINISHED: "FINISHED", SimStatus.STOPPED: "KILLED"}  # of the tracking run; else FAILED
 
 
-def ticks_per_advance(agents: int) -> int:
-    return max(1, min(MAX_TICKS_PER_ADVANCE, AGENT_TICKS_PER_ADVANCE // max(1, agents)))
+def ticks_per_advance(agents: int, rule_based: bool = False) -> int:
+    budget = RULE_AGENT_TICKS_PER_ADVANCE if rule_based else AGENT_TICKS_PER_ADVANCE
+    return max(1, min(MAX_TICKS_PER_ADVANCE, budget // max(1, agents)))
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,15 @@ class Counters:
         return Counters(self.input_tokens + input_tokens, self.output_tokens + output_tokens, self.ticks + ticks)
 
 
+@dataclass(frozen=True)
+class _Warm:
+    """An engine kept in memory after a step, with where its step left the experiment item."""
+
+    sim: Any
+    counters: Counters
+    progress: tuple[int, int, float]  # ticks_done, cur_day, cur_t as the step recorded them
+
+
 @dataclass
 class SimulationRuntime:
     store: SimulationStore
@@ -67,6 +82,8 @@ class SimulationRuntime:
     orchestrator: Orchestrator
     engine_factory: Any = None  # chalicelib.sim.engine.Simulation, injectable for tests
     _specs: dict = field(default_factory=dict, repr=False)  # experiment -> spec, per warm container
+    _warm: OrderedDict = field(default_factory=OrderedDict, repr=False)  # experiment -> _Warm, per warm container
+    _warm_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def engine(self) -> Any:
@@ -114,6 +131,7 @@ class SimulationRuntime:
                     ticks=[initial_tick(sim)], cur_day=sim.cur_day, cur_t=sim.cur_t, counters=Counters(),
                     log_lines=[f"prepared {len(sim.profiles())} agents on map {spec.map.name!r}"])
         self._save(tenant_id, experiment_id, sim, Counters())
+        self._keep(tenant_id, experiment_id, sim, Counters())
         return StepOutcome.going_on("builtin")
 
     def advance(self, tenant_id: str, experiment_id: str) -> StepOutcome:
@@ -124,16 +142,20 @@ class SimulationRuntime:
         if exp.status != SimStatus.RUNNING:
             return StepOutcome.ended(FINISHED, exp.engine)
         spec = self.spec(tenant_id, experiment_id)
-        sim, counters = self._restore(tenant_id, experiment_id, spec)
+        sim, counters = self._take_warm(exp) or self._restore(tenant_id, experiment_id, spec)
         inbox = self._inbox(tenant_id, experiment_id)
-        result = sim.advance(max_ticks=ticks_per_advance(len(sim.profiles())), inbox=inbox)
+        result = sim.advance(max_ticks=ticks_per_advance(sim.agent_count, getattr(sim, "rule_based", False)),
+                             inbox=inbox)
         counters = counters.plus(result.input_tokens, result.output_tokens, len(result.ticks))
-        self.record(exp, ticks=[t.to_json() for t in result.ticks], dialogs=[d.to_json() for d in result.dialogs],
+        self.record(exp, ticks=[engine_tick(t) for t in result.ticks], dialogs=[d.to_json() for d in result.dialogs],
                     surveys=[s.to_json() for s in result.survey_answers], artifacts=result.artifacts,
                     log_lines=result.log_lines, processed=result.processed_inbox_ids, cur_day=sim.cur_day,
                     cur_t=sim.cur_t, counters=counters)
         self._save(tenant_id, experiment_id, sim, counters)
-        return StepOutcome.ended(FINISHED, "builtin") if sim.done else StepOutcome.going_on("builtin")
+        if sim.done:
+            return StepOutcome.ended(FINISHED, "builtin")
+        self._keep(tenant_id, experiment_id, sim, counters)
+        return StepOutcome.going_on("builtin")
 
     def finalize(self, tenant_id: str, experiment_id: str, outcome: Optional[str], error: Optional[dict]) -> dict:
         """End the run once: STOPPED if asked, ERROR on any error, else FINISHED; an ended run is kept as is."""
@@ -150,6 +172,7 @@ class SimulationRuntime:
         self.store.revoke_callback(tenant_id, experiment_id)
         if exp.status.ended:  # a repeated Finalize: the run ended as it did
             status, message = exp.status, exp.error
+        self._forget(tenant_id, experiment_id)
         # the tracking run ends first: whoever sees the simulation ended sees its tracking run ended too
         self.tracking.end(tenant_id, exp.tracking_run_id, _RUN_STATUS.get(status, "FAILED"), experiment_id)
         now = now_iso()
@@ -184,8 +207,9 @@ class SimulationRuntime:
                profiles: Optional[list[dict]] = None) -> Optional[SimExperiment]:
         """Store one step's output and move the experiment's progress to it (RUNNING from now on)."""
         tenant_id, experiment_id = exp.tenant_id, exp.id
-        self.agent_data.write_step(tenant_id, experiment_id, ticks=list(ticks), dialogs=list(dialogs),
-                                   surveys=list(surveys), profiles=profiles)
+        # the step's log lines go with its data (one batch); a retried step logs them again, as appending did
+        self.agent_data.write_step(tenant_id, experiment_id, ticks=ticks, dialogs=dialogs, surveys=surveys,
+                                   profiles=profiles, log_lines=log_lines)
         metrics = []
         for tick in ticks:  # step and timestamp are simulated time, so a retried step logs identical points
             seconds = int(tick["day"]) * sim_spec.SECONDS_PER_DAY + int(tick["t"])
@@ -196,7 +220,6 @@ class SimulationRuntime:
         if artifacts:
             merged = {**(self.objects.load_artifacts(tenant_id, experiment_id) or {}), **artifacts}
             self.objects.save_artifacts(tenant_id, experiment_id, merged)
-        self.agent_data.append_log(tenant_id, experiment_id, list(log_lines))
         self.agent_data.mark_processed(tenant_id, experiment_id, list(processed))
         changes: dict[str, Any] = {"cur_day": cur_day, "cur_t": cur_t, "input_tokens": counters.input_tokens,
                                    "output_tokens": counters.output_tokens, "ticks_done": counters.ticks,
@@ -226,23 +249,61 @@ class SimulationRuntime:
         return Inbox(dialogs=dialogs, surveys=surveys)
 
     def _save(self, tenant_id: str, experiment_id: str, sim: Any, counters: Counters) -> None:
-        envelope = {"engine": base64.b64encode(sim.checkpoint()).decode(),
-                    "counters": [counters.input_tokens, counters.output_tokens, counters.ticks]}
-        self.objects.save_checkpoint(tenant_id, experiment_id, zlib.compress(json.dumps(envelope).encode()))
+        """The engine's checkpoint (already compressed) behind a one-line header with the counters."""
+        header = json.dumps([counters.input_tokens, counters.output_tokens, counters.ticks]).encode()
+        self.objects.save_checkpoint(tenant_id, experiment_id, CHECKPOINT_MAGIC + header + b"\n" + sim.checkpoint())
 
     def _restore(self, tenant_id: str, experiment_id: str, spec: sim_spec.SimulationSpec) -> tuple[Any, Counters]:
         blob = self.objects.load_checkpoint(tenant_id, experiment_id)
         if blob is None:
             raise LookupError(f"simulation {experiment_id} has no checkpoint")
-        envelope = json.loads(zlib.decompress(blob))
-        sim = self.engine.restore(base64.b64decode(envelope["engine"]), spec)
-        return sim, Counters(*envelope["counters"])
+        if blob.startswith(CHECKPOINT_MAGIC):
+            header, engine_blob = blob[len(CHECKPOINT_MAGIC):].split(b"\n", 1)
+            counters = json.loads(header)
+        else:  # the first envelope: zlib JSON with the engine's blob in base64
+            envelope = json.loads(zlib.decompress(blob))
+            engine_blob, counters = base64.b64decode(envelope["engine"]), envelope["counters"]
+        return self.engine.restore(engine_blob, spec), Counters(*counters)
+
+    # the engine a warm container keeps between steps ----------------------------------------------
+    def _keep(self, tenant_id: str, experiment_id: str, sim: Any, counters: Counters) -> None:
+        """Keep the engine of a step whose checkpoint is saved, for the next step in this container."""
+        warm = _Warm(sim, counters, (counters.ticks, sim.cur_day, float(sim.cur_t)))
+        with self._warm_lock:
+            self._warm.pop((tenant_id, experiment_id), None)
+            self._warm[(tenant_id, experiment_id)] = warm
+            while len(self._warm) > WARM_CACHE_SIZE:
+                self._warm.popitem(last=False)
+
+    def _take_warm(self, exp: SimExperiment) -> Optional[tuple[Any, Counters]]:
+        """The kept engine if the experiment item is where its step left it (else the checkpoint is read).
+
+        Taken out while the step runs: a concurrent attempt at the same step (a retry after a timeout)
+        restores from the checkpoint instead of sharing the object, and a step that fails leaves nothing
+        behind. Any other writer of the run's progress (another container's step, a new execution)
+        moves the experiment item on, so a kept engine is never used past its own step.
+        """
+        with self._warm_lock:
+            warm = self._warm.pop((exp.tenant_id, exp.id), None)
+        if warm is None or warm.progress != (exp.ticks_done, exp.cur_day, float(exp.cur_t)):
+            return None
+        return warm.sim, warm.counters
+
+    def _forget(self, tenant_id: str, experiment_id: str) -> None:
+        with self._warm_lock:
+            self._warm.pop((tenant_id, experiment_id), None)
 
 
 def initial_tick(sim: Any) -> dict:
     """The first instant of the timeline: every agent where it starts, before any tick has run."""
-    return {"day": sim.cur_day, "t": sim.cur_t, "statuses": [s.to_json() for s in sim.statuses()],
-            "prompt": sim.global_prompt, "metrics": {}}
+    return {"day": sim.cur_day, "t": sim.cur_t, "rows": sim.status_rows(), "prompt": sim.global_prompt,
+            "metrics": {}}
+
+
+def engine_tick(tick: Any) -> dict:
+    """A built-in engine's tick as the store takes it: its rows as they are (records.ROW_FIELDS, the store's
+    default status shape), no object per agent."""
+    return {"day": tick.day, "t": tick.t, "rows": tick.rows, "prompt": tick.prompt, "metrics": tick.metrics}
 
 
 def error_message(error: dict) -> str:
