@@ -7,6 +7,9 @@
    all, neither an `Authorization` header nor the `authorization` form field of a download, acts as
    that tenant. It is given the open tenant's key, which exists only in this process's memory; a
    request with a key of its own keeps it, so it acts as that key's tenant (or is refused with it).
+3. Every method goes through the same handling: `chalice local` handles only the methods API Gateway
+   routes (GET ... OPTIONS), so BaseHTTPRequestHandler answered TRACE, CONNECT or QUERY with its own 501
+   text/html; here an undeclared method answers 405 with an Allow header and `{"detail"}`, as any other.
 """
 from __future__ import annotations
 
@@ -24,6 +27,13 @@ def handler_class(open_key: Optional[str]) -> type[ChaliceRequestHandler]:
     """The request handler of one local server; `open_key` is the open tenant's key, or None."""
 
     class LocalGatewayHandler(ChaliceRequestHandler):
+        def __getattr__(self, name: str) -> Any:
+            """Every method BaseHTTPRequestHandler has no do_<METHOD> for (TRACE, CONNECT, QUERY, ...) goes
+            through the app like the others, instead of the base class's 501 text/html."""
+            if name.startswith("do_"):
+                return self._generic_handle
+            raise AttributeError(name)
+
         def _parse_payload(self) -> tuple[dict[str, Any], Optional[bytes]]:
             headers, body = super()._parse_payload()
             if open_key is not None and not carries_credentials(headers, body):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chalicelib.api.http import Api, Request, json_response
-from chalicelib.domain.billing import RechargeRequest, parse_amount
+from chalicelib.api.http import Api, Query, Request, json_response, page_query
+from chalicelib.domain.billing import ITEMS, MAX_LIST_LIMIT, RechargeRequest, parse_amount
 from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.principals import check_tenant_id
 from chalicelib.wiring import services
@@ -22,11 +22,12 @@ def get_account(request: Request) -> dict:
     return {"data": services().billing.account(request.tenant_id).to_json()}
 
 
-@api.route("/api/bills", ("GET",))
+@api.route("/api/bills", ("GET",), query=(Query("item", enum=ITEMS),
+                                               *page_query(MAX_LIST_LIMIT, "skip")))
 def list_bills(request: Request) -> dict:
-    item = request.query("item") or None
-    total, lines = services().billing.bills(request.tenant_id, item, request.int_query("skip", 0),
-                                            request.int_query("limit", 100))
+    item = request.param("item")
+    total, lines = services().billing.bills(request.tenant_id, item, request.param("skip", 0),
+                                            request.param("limit", 100))
     return {"total": total, "data": [line.to_json() for line in lines]}
 
 

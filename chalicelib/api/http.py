@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import TYPE_CHECKING, Any, Callable, Optional, overload
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 from urllib.parse import parse_qs
 
 from chalice import Blueprint, Response
@@ -54,6 +54,90 @@ def redirect(location: str) -> Response:
 
 
 @dataclass(frozen=True)
+class Query:
+    """One query parameter as a route declares it (`query=`): the OpenAPI document describes it from this
+    (`schema`), and `Request.param` parses it by the same declaration, so the two cannot drift.
+
+    `type` is "string", "integer" (a whole number, else 400 "<name> must be a whole number") or "number".
+    A parameter that is absent or empty is `required`'s 400 (`missing`) or the view's default. The bounds,
+    `enum` and `pattern` say what the view's service checks (from the same constants); they are not
+    checked a second time here, so each keeps its own message.
+    """
+
+    name: str
+    type: Literal["string", "integer", "number"] = "string"
+    required: bool = False
+    minimum: Optional[int] = None
+    maximum: Optional[int] = None
+    enum: tuple[str, ...] = ()
+    pattern: Optional[str] = None
+    max_length: Optional[int] = None
+    description: str = ""
+    missing: str = ""  # the 400's detail when a required one is left out (default: query parameter <name> is required)
+
+    def schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": self.type}
+        for keyword, value in (("minimum", self.minimum), ("maximum", self.maximum), ("pattern", self.pattern),
+                               ("maxLength", self.max_length)):
+            if value is not None:
+                schema[keyword] = value
+        if self.enum:  # left empty (`item=`), an optional one counts as left out
+            schema["enum"] = list(self.enum) + ([] if self.required else [""])
+        if self.required and self.type == "string" and not self.enum:
+            schema["minLength"] = 1  # an empty value counts as left out
+        return schema
+
+    def parse(self, text: Optional[str]) -> Any:
+        """The value of `text` (None when absent or empty), by the declared type."""
+        if text is None or text == "":
+            if self.required:
+                raise InvalidInput(self.missing or f"query parameter {self.name} is required")
+            return None
+        if self.type == "integer":
+            try:
+                return int(text)
+            except ValueError as exc:
+                raise InvalidInput(f"{self.name} must be a whole number, got {text!r}") from exc
+        if self.type == "number":
+            try:
+                return float(text)
+            except ValueError as exc:
+                raise InvalidInput(f"{self.name} must be a number, got {text!r}") from exc
+        return text
+
+
+def page_query(max_limit: int, offset_name: str = "offset") -> tuple[Query, Query]:
+    """A list route's paging parameters, with the bounds `paging.check_page` holds it to."""
+    return (Query(offset_name, "integer", minimum=0, description="how many items to skip"),
+            Query("limit", "integer", minimum=1, maximum=max_limit, description="the page's size"))
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed as the one declaration it is (its rule is a dict)
+class QueryGroup:
+    """Query parameters that depend on each other: documented as one object parameter, exploded in the form
+    style (each property is a query parameter of its own, `day=1&t=3600`), whose schema adds `rule` (e.g.
+    `dependentRequired`: given together; `oneOf`: the combinations allowed). Each member is parsed as a
+    `Query`; the rule is the service's to check (with its own message), the group only documents it."""
+
+    name: str
+    members: tuple[Query, ...]
+    rule: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def required(self) -> bool:
+        return any(member.required for member in self.members)
+
+    def schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "object",
+                                  "properties": {m.name: m.schema() for m in self.members}, **self.rule}
+        required = [m.name for m in self.members if m.required]
+        if required:
+            schema["required"] = required
+        return schema
+
+
+@dataclass(frozen=True)
 class RouteDoc:
     """What the OpenAPI document says of a route; recorded where the route is declared."""
 
@@ -63,8 +147,18 @@ class RouteDoc:
     access: str
     status: int
     body: Optional[type[BaseModel]]
-    query: tuple[str, ...]
+    params: tuple[Query | QueryGroup, ...]
     content_types: tuple[str, ...]
+    path_params: tuple[Query, ...] = ()  # the path parameters whose values are narrower than any string
+
+    @property
+    def query(self) -> tuple[str, ...]:
+        """The names of the declared query parameters (a group's members each)."""
+        return tuple(q.name for q in _flat(self.params))
+
+
+def _flat(params: tuple[Query | QueryGroup, ...]) -> list[Query]:
+    return [m for p in params for m in (p.members if isinstance(p, QueryGroup) else (p,))]
 
 
 ROUTES: list[RouteDoc] = []
@@ -74,34 +168,33 @@ class Request:
     """What a view reads of a request: the principal, parsed query and body."""
 
     def __init__(self, raw: Any, principal: Principal, body_model: Optional[type[BaseModel]] = None,
-                 body_limit: int = MAX_JSON_BODY_BYTES) -> None:
+                 body_limit: int = MAX_JSON_BODY_BYTES, params: tuple[Query | QueryGroup, ...] = ()) -> None:
         self.raw = raw
         self.principal = principal
         self._body_model = body_model
         self._body_limit = body_limit
+        self._params = {q.name: q for q in _flat(params)}
         self._parts: Optional[list[tuple[str, Optional[str], bytes, str]]] = None
 
     @property
     def tenant_id(self) -> str:
         return self.principal.tenant_id
 
+    def _declared(self, name: str) -> Query:
+        try:
+            return self._params[name]
+        except KeyError:
+            raise TypeError(f"this route declares no query parameter {name!r} (query=)") from None
+
     def query(self, name: str) -> Optional[str]:
+        """The raw text of a declared query parameter (None when absent)."""
+        self._declared(name)
         return (self.raw.query_params or {}).get(name)
 
-    @overload
-    def int_query(self, name: str) -> Optional[int]: ...
-
-    @overload
-    def int_query(self, name: str, default: int) -> int: ...
-
-    def int_query(self, name: str, default: Optional[int] = None) -> Optional[int]:
-        text = self.query(name)
-        if text is None or text == "":
-            return default
-        try:
-            return int(text)
-        except ValueError as exc:
-            raise InvalidInput(f"{name} must be a whole number, got {text!r}") from exc
+    def param(self, name: str, default: Any = None) -> Any:
+        """A declared query parameter parsed by its declaration (`Query.parse`); `default` when left out."""
+        value = self._declared(name).parse(self.query(name))
+        return default if value is None else value
 
     def body(self) -> Any:
         """The JSON body validated by the model the route declares (`body=`), so the docs cannot drift."""
@@ -162,13 +255,19 @@ class Api:
 
     def route(self, path: str, methods: tuple[str, ...] = ("GET",), *, access: str = "tenant",
               content_types: tuple[str, ...] = (JSON,), status: int = 200, body: Optional[type[BaseModel]] = None,
-              body_limit: int = MAX_JSON_BODY_BYTES, query: tuple[str, ...] = ()) -> Callable:
+              body_limit: int = MAX_JSON_BODY_BYTES, query: tuple[Query | QueryGroup | str, ...] = (),
+              path_params: tuple[Query, ...] = ()) -> Callable:
+        """`query`: the query parameters the view reads, each a `Query` or `QueryGroup` (a bare name: an
+        optional string). `path_params`: what the OpenAPI document says of a path parameter that is not
+        any string (the view parses it)."""
+        params = tuple(Query(q) if isinstance(q, str) else q for q in query)
+
         def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(view)
             def handler(**path_params: str) -> Response:
                 raw = self.blueprint.current_request
                 try:
-                    request = Request(raw, _principal(raw, access), body, body_limit)
+                    request = Request(raw, _principal(raw, access), body, body_limit, params)
                     result = view(request, **path_params)
                 except AgoraError as exc:
                     return error_response(exc)
@@ -176,7 +275,8 @@ class Api:
 
             self.blueprint.route(path, methods=list(methods), content_types=list(content_types),
                                  authorizer=api_key_authorizer if access in ("tenant", "admin") else None)(handler)
-            ROUTES.extend(RouteDoc(path, m, view, access, status, body, query, content_types) for m in methods)
+            ROUTES.extend(RouteDoc(path, m, view, access, status, body, params, content_types, path_params)
+                          for m in methods)
             return view
 
         return decorator

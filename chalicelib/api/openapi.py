@@ -19,7 +19,18 @@ from functools import lru_cache
 from typing import Any, Callable
 
 from chalicelib.api import http
-from chalicelib.api.http import FORM, JSON, MULTIPART, RETRY_AFTER_SECONDS, ROUTES, Api, Request, RouteDoc
+from chalicelib.api.http import (
+    FORM,
+    JSON,
+    MULTIPART,
+    RETRY_AFTER_SECONDS,
+    ROUTES,
+    Api,
+    Query,
+    QueryGroup,
+    Request,
+    RouteDoc,
+)
 
 api = Api(__name__)
 openapi_bp = api.blueprint
@@ -85,10 +96,30 @@ def _errors(route: RouteDoc) -> dict[str, Any]:
     return errors
 
 
+def _closed_keys(schema: Any) -> Any:
+    """Pydantic writes a dict whose keys have a pattern as `patternProperties`, which lets any other key through;
+    the models refuse those keys, so the pattern goes into `propertyNames` and the values into
+    `additionalProperties` (in place, through the whole schema)."""
+    if isinstance(schema, dict):
+        patterns = schema.get("patternProperties")
+        if isinstance(patterns, dict) and len(patterns) == 1 and "additionalProperties" not in schema:
+            (pattern, values), = patterns.items()
+            del schema["patternProperties"]
+            schema["propertyNames"] = {**schema.get("propertyNames", {}), "pattern": pattern}
+            schema["additionalProperties"] = values
+        for value in schema.values():
+            _closed_keys(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _closed_keys(value)
+    return schema
+
+
 def _request_body(route: RouteDoc, schemas: dict[str, Any]) -> dict[str, Any] | None:
     content: dict[str, Any] = {}
     if route.body is not None:
-        schema = route.body.model_json_schema(ref_template="#/components/schemas/{model}", mode="validation")
+        schema = _closed_keys(route.body.model_json_schema(ref_template="#/components/schemas/{model}",
+                                                           mode="validation"))
         schemas.update(schema.pop("$defs", {}))
         schemas[route.body.__name__] = schema
         content[JSON] = {"schema": {"$ref": f"#/components/schemas/{route.body.__name__}"}}
@@ -108,20 +139,33 @@ def _request_body(route: RouteDoc, schemas: dict[str, Any]) -> dict[str, Any] | 
     return {"required": route.body is not None or MULTIPART in route.content_types, "content": content}
 
 
+def _query_parameter(param: Query | QueryGroup) -> dict[str, Any]:
+    """A declared query parameter; a group is one object exploded in the form style (`day=1&t=3600`)."""
+    parameter: dict[str, Any] = {"name": param.name, "in": "query", "required": param.required,
+                                 "schema": param.schema()}
+    if isinstance(param, QueryGroup):
+        parameter.update(style="form", explode=True)
+    if param.description:
+        parameter["description"] = param.description
+    return parameter
+
+
 def _operation(route: RouteDoc, schemas: dict[str, Any]) -> dict[str, Any]:
     doc = (route.view.__doc__ or route.view.__name__.replace("_", " ")).strip()
     summary, _, description = doc.partition("\n")
     description = description.strip()
     if route.access == "form":
         description = f"{description}\n\n{FORM_KEY[0].upper()}{FORM_KEY[1:]}.".strip()
+    declared = {param.name: param for param in route.path_params}
     operation: dict[str, Any] = {
         "operationId": f"{route.view.__name__}_{route.method.lower()}",
         "summary": summary.strip(),
         "tags": ["tracking" if route.path.startswith("/api/v1/") else "simulation"],
         "security": SECURITY[route.access],
-        "parameters": [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        "parameters": [{"name": name, "in": "path", "required": True,
+                        "schema": declared[name].schema() if name in declared else {"type": "string"}}
                        for name in re.findall(r"{(\w+)}", route.path)]
-        + [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}} for name in route.query],
+        + [_query_parameter(param) for param in route.params],
         "responses": {**_success(route), **_errors(route)},
     }
     if description:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, TypeVar
 
-from chalicelib.api.http import MULTIPART, Api, Request
+from chalicelib.api.http import MULTIPART, Api, Query, QueryGroup, Request
 from chalicelib.domain.errors import InvalidInput
 from chalicelib.domain.simulation.models import AgentTemplateBody
 from chalicelib.sim import catalog
@@ -77,11 +77,11 @@ def delete_agent_profile(request: Request, profile_id: str) -> dict:
 
 
 # --- look-ups: public, as in AgentSociety (its UI asks /agent-param without a key) ----------------
-def _required_query(request: Request, name: str) -> str:
-    value = request.query(name)
-    if not value:
-        raise InvalidInput(f"query parameter {name} is required")
-    return value
+AGENT_TYPE = Query("agent_type", required=True, enum=catalog.AGENT_TYPES)
+# the classes of each type: the combinations /agent-param answers
+AGENT_CLASS = QueryGroup("agent", (AGENT_TYPE, Query("agent_class", required=True)), rule={"oneOf": [
+    {"properties": {"agent_type": {"const": agent_type}, "agent_class": {"enum": catalog.classes_of(agent_type)}}}
+    for agent_type in catalog.AGENT_TYPES]})
 
 
 def _catalog(call: Callable[[], T]) -> T:
@@ -92,20 +92,21 @@ def _catalog(call: Callable[[], T]) -> T:
         raise InvalidInput(str(exc)) from exc
 
 
-@api.route("/api/agent-classes", ("GET",), access="public", query=("agent_type",))
+@api.route("/api/agent-classes", ("GET",), access="public", query=(AGENT_TYPE,))
 def agent_classes(request: Request) -> dict:
-    agent_type = _required_query(request, "agent_type")
+    agent_type = request.param("agent_type")
     names = _catalog(lambda: catalog.classes_of(agent_type))
     return {"data": [{"value": name, "label": name} for name in names]}
 
 
-@api.route("/api/agent-param", ("GET",), access="public", query=("agent_type", "agent_class"))
+@api.route("/api/agent-param", ("GET",), access="public", query=(AGENT_CLASS,))
 def agent_param(request: Request) -> dict:
-    agent_type, agent_class = _required_query(request, "agent_type"), _required_query(request, "agent_class")
+    agent_type, agent_class = request.param("agent_type"), request.param("agent_class")
     return {"data": _catalog(lambda: catalog.agent_param(agent_type, agent_class))}
 
 
-@api.route("/api/block-param/{block_type}", ("GET",), access="public")
+@api.route("/api/block-param/{block_type}", ("GET",), access="public",
+           path_params=(Query("block_type", enum=tuple(catalog.BLOCKS)),))
 def block_param(request: Request, block_type: str) -> dict:
     return {"data": _catalog(lambda: catalog.block_param(block_type))}
 

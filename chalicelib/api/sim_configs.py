@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chalicelib.api.http import FORM, JSON, MULTIPART, Api, Request, redirect
-from chalicelib.domain.errors import InvalidInput
+from chalicelib.api.http import FORM, JSON, MULTIPART, Api, Query, Request, redirect
 from chalicelib.domain.simulation.models import ConfigBody, MapLinkRequest
 from chalicelib.wiring import services
 
@@ -70,10 +69,7 @@ def create_map_link(request: Request, config_id: str) -> dict:
     return {"data": {"token": services().configs.map_link(request.tenant_id, config_id, body.expire_seconds)}}
 
 
-@api.route("/api/map-configs/{config_id}/temp-link", ("GET",), access="public", query=("token",))
+@api.route("/api/map-configs/{config_id}/temp-link", ("GET",), access="public", query=(Query("token", required=True),))
 def open_map_link(request: Request, config_id: str) -> Response:
     """Without a key: the token alone grants this map until it expires (303 to the file)."""
-    token = request.query("token")
-    if not token:
-        raise InvalidInput("query parameter token is required")
-    return redirect(services().configs.open_map_link(config_id, token))
+    return redirect(services().configs.open_map_link(config_id, request.param("token")))

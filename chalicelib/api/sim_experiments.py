@@ -6,31 +6,31 @@ from typing import Optional
 
 from chalice import Response
 
-from chalicelib.api.http import FORM, JSON, Api, Request, redirect
-from chalicelib.domain.errors import InvalidInput
+from chalicelib.api.http import FORM, JSON, Api, Query, QueryGroup, Request, page_query, redirect
 from chalicelib.domain.simulation.models import DialogRequest, SurveyRequest
+from chalicelib.domain.simulation.views import MAX_PAGE
 from chalicelib.wiring import services
 
 api = Api(__name__)
 sim_experiments_bp = api.blueprint
 BASE = "/api/experiments"
 AGENT = BASE + "/{experiment_id}/agents/{agent_id}"
+AGENT_ID = (Query("agent_id", "integer", description="the agent's number in the simulation"),)
+PAGE = page_query(MAX_PAGE, "skip")
+# a simulated instant: its day and second of the day, both or neither (the latest instant)
+INSTANT = (QueryGroup("instant", (Query("day", "integer"), Query("t", "number")),
+                      rule={"dependentRequired": {"day": ["t"], "t": ["day"]}},
+                      description="day and t together, or neither for the latest recorded instant"),)
 
 
 def _instant(request: Request) -> tuple[Optional[int], Optional[float]]:
-    day = request.int_query("day")
-    t_text = request.query("t")
-    try:
-        t = float(t_text) if t_text not in (None, "") else None
-    except ValueError as exc:
-        raise InvalidInput(f"t must be a number, got {t_text!r}") from exc
-    return day, t
+    return request.param("day"), request.param("t")
 
 
-@api.route(BASE, ("GET",), query=("skip", "limit"))
+@api.route(BASE, ("GET",), query=PAGE)
 def list_simulations(request: Request) -> dict:
-    found, total = services().sim_views.list_experiments(request.tenant_id, request.int_query("skip", 0),
-                                             request.int_query("limit", 100))
+    found, total = services().sim_views.list_experiments(request.tenant_id, request.param("skip", 0),
+                                             request.param("limit", 100))
     return {"total": total, "data": [e.to_json() for e in found]}
 
 
@@ -55,7 +55,7 @@ def simulation_metrics(request: Request, experiment_id: str) -> dict:
     return {"data": services().sim_views.metrics(request.tenant_id, experiment_id)}
 
 
-@api.route(BASE + "/{experiment_id}/prompt", ("GET",), query=("day", "t"))
+@api.route(BASE + "/{experiment_id}/prompt", ("GET",), query=INSTANT)
 def simulation_prompt(request: Request, experiment_id: str) -> dict:
     return {"data": services().sim_views.prompt(request.tenant_id, experiment_id, *_instant(request))}
 
@@ -65,39 +65,39 @@ def agent_profiles(request: Request, experiment_id: str) -> dict:
     return {"data": services().sim_views.profiles(request.tenant_id, experiment_id)}
 
 
-@api.route(BASE + "/{experiment_id}/agents/-/status", ("GET",), query=("day", "t"))
+@api.route(BASE + "/{experiment_id}/agents/-/status", ("GET",), query=INSTANT)
 def agents_status(request: Request, experiment_id: str) -> dict:
     return {"data": services().sim_views.statuses(request.tenant_id, experiment_id, *_instant(request))}
 
 
-@api.route(AGENT + "/profile", ("GET",))
+@api.route(AGENT + "/profile", ("GET",), path_params=AGENT_ID)
 def agent_profile(request: Request, experiment_id: str, agent_id: str) -> dict:
     return {"data": services().sim_views.profile(request.tenant_id, experiment_id, agent_id)}
 
 
-@api.route(AGENT + "/status", ("GET",))
+@api.route(AGENT + "/status", ("GET",), path_params=AGENT_ID)
 def agent_status(request: Request, experiment_id: str, agent_id: str) -> dict:
     return {"data": services().sim_views.agent_statuses(request.tenant_id, experiment_id, agent_id)}
 
 
-@api.route(AGENT + "/dialog", ("GET",))
+@api.route(AGENT + "/dialog", ("GET",), path_params=AGENT_ID)
 def agent_dialogs(request: Request, experiment_id: str, agent_id: str) -> dict:
     return {"data": services().sim_views.dialogs(request.tenant_id, experiment_id, agent_id)}
 
 
-@api.route(AGENT + "/survey", ("GET",))
+@api.route(AGENT + "/survey", ("GET",), path_params=AGENT_ID)
 def agent_surveys(request: Request, experiment_id: str, agent_id: str) -> dict:
     return {"data": services().sim_views.surveys(request.tenant_id, experiment_id, agent_id)}
 
 
-@api.route(AGENT + "/dialog", ("POST",), body=DialogRequest)
+@api.route(AGENT + "/dialog", ("POST",), path_params=AGENT_ID, body=DialogRequest)
 def send_agent_dialog(request: Request, experiment_id: str, agent_id: str) -> dict:
     """Queued for the agent's next tick; 200 exactly, as AgentSociety's UI expects."""
     body = request.body()
     return {"data": services().sim_views.send_dialog(request.principal, experiment_id, agent_id, body)}
 
 
-@api.route(AGENT + "/survey", ("POST",), body=SurveyRequest)
+@api.route(AGENT + "/survey", ("POST",), path_params=AGENT_ID, body=SurveyRequest)
 def send_agent_survey(request: Request, experiment_id: str, agent_id: str) -> dict:
     body = request.body()
     return {"data": services().sim_views.send_survey(request.principal, experiment_id, agent_id, body)}

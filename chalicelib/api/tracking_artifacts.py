@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chalicelib.api.http import MULTIPART, Api, Request, redirect
-from chalicelib.domain.errors import InvalidInput
-from chalicelib.domain.tracking.artifacts import artifact_path
+from chalicelib.api.http import MULTIPART, Api, Query, Request, redirect
+from chalicelib.domain import validation as rules
+from chalicelib.domain.tracking.artifacts import MAX_ARTIFACT_PATH, artifact_path
 from chalicelib.domain.tracking.models import ArtifactUploadRequest
 from chalicelib.wiring import services
 
@@ -20,7 +20,8 @@ MAX_DIRECT_UPLOAD_BYTES = 4 * 1024 * 1024
 
 
 @api.route(RUNS + "/{run_id}/log-artifact", ("POST",), content_types=(MULTIPART,),
-           query=("artifact_path",))
+           query=(Query("artifact_path", pattern=rules.FOLDER_PATTERN, max_length=MAX_ARTIFACT_PATH,
+                        description="the folder of the run's artifacts to put the file in"),))
 def log_artifact(request: Request, run_id: str) -> dict:
     filename, data, content_type = request.multipart_file("file", MAX_DIRECT_UPLOAD_BYTES)
     path = artifact_path(request.query("artifact_path"), filename)
@@ -32,11 +33,13 @@ def list_artifacts(request: Request, run_id: str) -> dict:
     return {"artifacts": [a.to_json() for a in services().artifacts.list_artifacts(request.tenant_id, run_id)]}
 
 
-@api.route(RUNS + "/{run_id}/artifacts/download", ("GET",), query=("path",))
+DOWNLOAD_PATH = Query("path", required=True, pattern=rules.RELATIVE_PATH_PATTERN, max_length=MAX_ARTIFACT_PATH,
+                      missing="query parameter 'path' is required")
+
+
+@api.route(RUNS + "/{run_id}/artifacts/download", ("GET",), query=(DOWNLOAD_PATH,))
 def download_artifact(request: Request, run_id: str) -> Response:
-    path = request.query("path")
-    if not path:
-        raise InvalidInput("query parameter 'path' is required")
+    path = request.param("path")
     return redirect(services().artifacts.download_url(request.tenant_id, run_id, path))
 
 

@@ -1,8 +1,10 @@
 """Tracking API: experiments (`/api/v1/experiments`)."""
 from __future__ import annotations
 
-from chalicelib.api.http import Api, Request
+from chalicelib.api.http import Api, Query, Request, page_query
+from chalicelib.domain.tracking.experiments import MAX_PAGE
 from chalicelib.domain.tracking.models import ExperimentCreate, ExperimentPatch
+from chalicelib.domain.tracking.records import ACTIVE, LIFECYCLE_STAGES
 from chalicelib.wiring import services
 
 api = Api(__name__)
@@ -15,12 +17,13 @@ def create_experiment(request: Request) -> dict:
     return services().experiments.create(request.tenant_id, request.body()).to_json()
 
 
-@api.route(PREFIX, ("GET",), query=("search", "lifecycle_stage", "limit", "offset"))
+@api.route(PREFIX, ("GET",), query=(Query("search", description="a part of the name, in any case"),
+                                    Query("lifecycle_stage", enum=LIFECYCLE_STAGES), *page_query(MAX_PAGE)))
 def list_experiments(request: Request) -> dict:
-    limit = request.int_query("limit", 100)
-    offset = request.int_query("offset", 0)
+    limit = request.param("limit", 100)
+    offset = request.param("offset", 0)
     found, total = services().experiments.search(request.tenant_id, request.query("search"),
-                                                 request.query("lifecycle_stage") or "active", limit, offset)
+                                                 request.param("lifecycle_stage", ACTIVE), limit, offset)
     return {"experiments": [e.to_json() for e in found], "total": total, "limit": limit, "offset": offset}
 
 

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-from chalicelib.api.http import Api, Request
+from chalicelib.api.http import Api, Query, Request, page_query
+from chalicelib.domain.tracking.history import MAX_PAGE as MAX_HISTORY_PAGE
+from chalicelib.domain.tracking.history import MAX_POINTS
 from chalicelib.domain.tracking.models import CompareRuns, LogBatch, LogMetrics, LogParams, RunCreate, RunEnd
+from chalicelib.domain.tracking.runs import EXPERIMENT_REQUIRED, RUN_STATUSES
+from chalicelib.domain.tracking.runs import MAX_PAGE as MAX_RUNS_PAGE
 from chalicelib.observability import count
 from chalicelib.wiring import services
 
@@ -18,13 +22,13 @@ def create_run(request: Request) -> dict:
     return services().runs.create(request.tenant_id, request.body()).to_json()
 
 
-@api.route(RUNS, ("GET",), query=("experiment_id", "status", "limit", "offset"))
+@api.route(RUNS, ("GET",), query=(Query("experiment_id", required=True, missing=EXPERIMENT_REQUIRED),
+                                  Query("status", enum=RUN_STATUSES), *page_query(MAX_RUNS_PAGE)))
 def list_runs(request: Request) -> dict:
-    limit = request.int_query("limit", 100)
-    offset = request.int_query("offset", 0)
-    found, total = services().runs.search(request.tenant_id, request.query("experiment_id"),
-                                          request.query("status") or None,
-                                          limit, offset)
+    limit = request.param("limit", 100)
+    offset = request.param("offset", 0)
+    found, total = services().runs.search(request.tenant_id, request.param("experiment_id"),
+                                          request.param("status"), limit, offset)
     return {"runs": [r.to_json() for r in found], "total": total, "limit": limit, "offset": offset}
 
 
@@ -69,12 +73,17 @@ def end_run(request: Request, run_id: str) -> dict:
 
 
 @api.route(RUNS + "/{run_id}/metrics/{key}", ("GET",),
-           query=("start_step", "end_step", "page_token", "limit", "max_points"))
+           query=(Query("start_step", "integer", minimum=-(2**63), maximum=2**63 - 1),
+                  Query("end_step", "integer", minimum=-(2**63), maximum=2**63 - 1),
+                  Query("page_token", description="next_page_token of the previous page (not with max_points)"),
+                  Query("limit", "integer", minimum=1, maximum=MAX_HISTORY_PAGE),
+                  Query("max_points", "integer", minimum=2, maximum=MAX_POINTS,
+                        description="downsample to at most this many points, the extremes kept (one page)")))
 def metric_history(request: Request, run_id: str, key: str) -> dict:
     # a key with '/' travels percent-encoded (%2F) in its path segment
     return services().history.read(
         request.tenant_id, run_id, unquote(key),
-        start_step=request.int_query("start_step"), end_step=request.int_query("end_step"),
-        page_token=request.query("page_token"), limit=request.int_query("limit", 1_000),
-        max_points=request.int_query("max_points"),
+        start_step=request.param("start_step"), end_step=request.param("end_step"),
+        page_token=request.query("page_token"), limit=request.param("limit", 1_000),
+        max_points=request.param("max_points"),
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import BeforeValidator, StrictInt, ValidationError
 
 from chalicelib.domain.errors import InvalidInput, PayloadTooLarge
 
@@ -26,6 +26,30 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _MEDIA_TYPE = re.compile(rf'^{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|"[^"\\\x00-\x1f\x7f]*"))*$')
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+# The rules above as JSON Schema patterns (ECMA-262), for the OpenAPI document: each matches exactly what its
+# check accepts (tests/test_openapi.py compares them). A key or path is segments joined by '/', each segment
+# non-empty and neither '.' nor '..': either some character other than '.', or three dots or more.
+_KEY_SEGMENT = r"(?:\.*[A-Za-z0-9_ :-][A-Za-z0-9_. :-]*|\.{3,})"
+KEY_PATTERN = rf"^{_KEY_SEGMENT}(?:/{_KEY_SEGMENT})*$"  # with 1 to MAX_KEY_LENGTH characters: check_key
+_PATH_SEGMENT = r"(?:\.*[^/.\x00-\x1f\x7f][^/\x00-\x1f\x7f]*|\.{3,})"
+RELATIVE_PATH_PATTERN = rf"^{_PATH_SEGMENT}(?:/{_PATH_SEGMENT})*$"  # check_relative_path, when not empty
+FOLDER_PATTERN = rf"^{_PATH_SEGMENT}(?:/{_PATH_SEGMENT})*/*$"  # a relative path, trailing slashes allowed
+MEDIA_TYPE_PATTERN = _MEDIA_TYPE.pattern  # check_media_type
+
+
+def _integral(value: Any) -> Any:
+    """A JSON number without a fraction (3.0, 1e2) is the integer it spells, as JSON Schema's `integer` says."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# A request's whole number: an int or an integral float (3.0 is 3); 3.5, booleans and strings are refused.
+# Bounds go before INTEGRAL (`Annotated[StrictInt, Field(ge=0), INTEGRAL]`): after it pydantic still checks
+# them but writes them into the JSON Schema as "ge"/"le", which no JSON Schema reader knows.
+INTEGRAL = BeforeValidator(_integral)
+WholeInt = Annotated[StrictInt, INTEGRAL]
 
 
 def check_key(key: str, what: str = "key") -> str:

@@ -1,9 +1,13 @@
 """Request models of the simulation API and of the engine's reports (AgentSociety's field names)."""
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from chalicelib.domain.validation import INTEGRAL
+
+Day = Annotated[StrictInt, Field(ge=0), INTEGRAL]  # a simulated day (3.0 is day 3)
 
 
 class _Request(BaseModel):
@@ -45,7 +49,7 @@ MAP_LINK_MAX_SECONDS = 7 * 24 * 3600  # a presigned S3 URL lives a week at most
 
 
 class MapLinkRequest(_Request):
-    expire_seconds: StrictInt = Field(default=600, ge=1, le=MAP_LINK_MAX_SECONDS)
+    expire_seconds: Annotated[StrictInt, Field(ge=1, le=MAP_LINK_MAX_SECONDS), INTEGRAL] = 600
 
 
 class ConfigRef(_Request):
@@ -65,13 +69,13 @@ class LaunchRequest(_Request):
 
 class DialogRequest(_Request):
     content: StrictStr = Field(min_length=1, max_length=10_000)
-    day: StrictInt = Field(ge=0)
+    day: Day
     t: float = Field(ge=0, le=86_400)
 
 
 class SurveyRequest(_Request):
     survey_id: StrictStr = Field(min_length=1, max_length=64)
-    day: StrictInt = Field(ge=0)
+    day: Day
     t: float = Field(ge=0, le=86_400)
 
 

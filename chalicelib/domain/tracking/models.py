@@ -13,17 +13,31 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import WithJsonSchema
 
 from chalicelib.domain import validation as rules
 
-Key = Annotated[StrictStr, AfterValidator(rules.check_key)]
-Name = Annotated[StrictStr, Field(min_length=1, max_length=255)]
+# What the validators check, also said in the JSON Schema (the OpenAPI document): MLflow's key rule as a pattern
+KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": rules.MAX_KEY_LENGTH, "pattern": rules.KEY_PATTERN}
+# a name that is not blank: some character str.strip() keeps (Python's whitespace, spelled out)
+NOT_BLANK_PATTERN = "[^\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+NON_FINITE_NAMES = tuple(rules.NON_FINITE)
+METRIC_VALUE_SCHEMA = {"anyOf": [{"type": "number"}, {"type": "string", "enum": list(NON_FINITE_NAMES)}],
+                       "description": 'a finite number, or "NaN", "Infinity" or "-Infinity"'}
+
+Key = Annotated[StrictStr, AfterValidator(rules.check_key), WithJsonSchema(KEY_SCHEMA)]
+Name = Annotated[StrictStr, Field(min_length=1, max_length=255, json_schema_extra={"pattern": NOT_BLANK_PATTERN})]
 Description = Annotated[StrictStr, Field(max_length=1_000)]
 TagValue = Annotated[StrictStr, Field(max_length=rules.MAX_TAG_VALUE_LENGTH)]
 ParamValue = Annotated[StrictStr, Field(max_length=rules.MAX_PARAM_VALUE_LENGTH)]
-EpochMillis = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
-Step = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+MetricValue = Annotated[Any, WithJsonSchema(METRIC_VALUE_SCHEMA)]  # checked by rules.metric_value
+EpochMillis = Annotated[StrictInt, Field(ge=0, le=2**63 - 1), rules.INTEGRAL]
+Step = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1), rules.INTEGRAL]
 EndStatus = Literal["FINISHED", "FAILED", "KILLED"]
+# the scheme of every artifact_location: where in it a tenant may write is checked with the request (403)
+LOCATION_PREFIX = "s3://"
+Location = Annotated[StrictStr, Field(min_length=1, max_length=1_024,
+                                          json_schema_extra={"pattern": f"^{LOCATION_PREFIX}"})]
 
 
 class _Request(BaseModel):
@@ -39,14 +53,23 @@ def _check_name(name: Optional[str]) -> Optional[str]:
 class ExperimentCreate(_Request):
     name: Name
     description: Description = ""
-    artifact_location: Optional[Annotated[StrictStr, Field(min_length=1, max_length=1_024)]] = None
+    artifact_location: Optional[Location] = None
     tags: dict[Key, TagValue] = Field(default_factory=dict, max_length=rules.MAX_BATCH_TAGS)
 
     _name = field_validator("name")(_check_name)
 
 
+def _at_least_one_field(schema: dict[str, Any]) -> None:
+    """ExperimentPatch's JSON Schema: one of its fields at least, and not null (_not_empty)."""
+    schema["minProperties"] = 1
+    schema["anyOf"] = [{"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+                       for name in schema["properties"]]
+
+
 class ExperimentPatch(_Request):
     """Partial update; a tag whose value is null is removed."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_at_least_one_field)
 
     name: Optional[Name] = None
     description: Optional[Description] = None
@@ -72,7 +95,7 @@ class RunCreate(_Request):
 
 class MetricIn(_Request):
     key: Key
-    value: Any
+    value: MetricValue
     step: Step = 0
     timestamp: Optional[EpochMillis] = None
 
@@ -90,7 +113,7 @@ class KeyValue(_Request):
 class LogMetrics(_Request):
     """The reference's log-metrics: `{name: value}` logged at one `step` (default 0) and `timestamp` (default now)."""
 
-    metrics: dict[Key, Any] = Field(max_length=rules.MAX_BATCH_METRICS)
+    metrics: dict[Key, MetricValue] = Field(max_length=rules.MAX_BATCH_METRICS)
     step: Step = 0
     timestamp: Optional[EpochMillis] = None
 
@@ -109,10 +132,24 @@ class LogParams(_Request):
     params: dict[Key, ParamValue] = Field(max_length=rules.MAX_BATCH_PARAMS)
 
 
+class ParamIn(KeyValue):
+    """A param of a batch; its value's length is checked with the batch (LogBatch._limits)."""
+
+    value: Annotated[StrictStr, WithJsonSchema({"type": "string", "maxLength": rules.MAX_PARAM_VALUE_LENGTH})]
+
+
+class TagIn(KeyValue):
+    """A tag of a batch; its value's length is checked with the batch (LogBatch._limits)."""
+
+    value: Annotated[StrictStr, WithJsonSchema({"type": "string", "maxLength": rules.MAX_TAG_VALUE_LENGTH})]
+
+
 class LogBatch(_Request):
     metrics: list[MetricIn] = Field(default_factory=list, max_length=rules.MAX_BATCH_METRICS)
-    params: list[KeyValue] = Field(default_factory=list, max_length=rules.MAX_BATCH_PARAMS)
-    tags: list[KeyValue] = Field(default_factory=list, max_length=rules.MAX_BATCH_TAGS)
+    # a param is written once: the same one twice is refused (uniqueItems says so of identical entries)
+    params: list[ParamIn] = Field(default_factory=list, max_length=rules.MAX_BATCH_PARAMS,
+                                  json_schema_extra={"uniqueItems": True})
+    tags: list[TagIn] = Field(default_factory=list, max_length=rules.MAX_BATCH_TAGS)
 
     @model_validator(mode="after")
     def _limits(self) -> LogBatch:
@@ -138,7 +175,8 @@ class RunEnd(_Request):
 
 
 class CompareRuns(_Request):
-    run_ids: list[Annotated[StrictStr, Field(min_length=1, max_length=64)]] = Field(min_length=2, max_length=10)
+    run_ids: list[Annotated[StrictStr, Field(min_length=1, max_length=64)]] = Field(
+        min_length=2, max_length=10, json_schema_extra={"uniqueItems": True})
     metrics: Optional[list[Key]] = Field(default=None, max_length=100)  # every key of the runs when left out
 
     @field_validator("run_ids")
@@ -150,8 +188,11 @@ class CompareRuns(_Request):
 
 
 class ArtifactUploadRequest(_Request):
-    path: Annotated[StrictStr, Field(min_length=1, max_length=1_024)]
-    content_type: Annotated[StrictStr, Field(min_length=1, max_length=255)] = "application/octet-stream"
+    path: Annotated[StrictStr, Field(min_length=1, max_length=1_024,
+                                     json_schema_extra={"pattern": rules.RELATIVE_PATH_PATTERN})]
+    content_type: Annotated[StrictStr, Field(min_length=1, max_length=255,
+                                             json_schema_extra={"pattern": rules.MEDIA_TYPE_PATTERN})] = \
+        "application/octet-stream"
 
     @field_validator("path")
     @classmethod

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
 
 ACTIVE = "active"
 DELETED = "deleted"
+LIFECYCLE_STAGES = (ACTIVE, DELETED)
 
 
 @dataclass(frozen=True)
