@@ -16,7 +16,7 @@ PACKAGE_REGION := $(or $(AWS_DEFAULT_REGION),$(AWS_REGION),us-east-1)
 # the merged template is linted with every rule
 FRAGMENT_ONLY_CHECKS := E1010,E3001
 
-.PHONY: run test bench venv clean package lint lint-infra reset fuzz soak
+.PHONY: run test bench bench-storage venv clean package lint lint-infra reset fuzz soak
 
 venv: $(STAMP)
 
@@ -61,7 +61,30 @@ lint: $(STAMP)
 test: lint lint-infra
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+# Agora side by side with MLflow and FastTrackML over HTTP, one client interface, one workload (bench/compare.py,
+# bench/README.md): FAST=1 for a quick run (one round, no 1M-point rows), SYSTEMS=agora,mlflow to choose (the first
+# is the reference of the ratios), BENCH_ARGS for more (e.g. BENCH_ARGS="--rounds 5"). The peers run from their own
+# venvs under bench/.venvs, created on first use from bench/peers/requirements-*.txt (pinned).
+BENCH_VENVS := bench/.venvs
+BENCH_COMMA := ,
+BENCH_PEERS := $(filter mlflow fasttrackml,$(subst $(BENCH_COMMA), ,$(or $(SYSTEMS),mlflow fasttrackml)))
+BENCH_ARGS ?=
+bench: $(STAMP) $(foreach peer,$(BENCH_PEERS),$(BENCH_VENVS)/$(peer)/.installed)
+	@$(PY) -m bench.compare $(if $(filter-out 0,$(FAST)),--fast) $(if $(SYSTEMS),--systems $(SYSTEMS)) $(BENCH_ARGS)
+
+$(BENCH_VENVS)/mlflow/.installed: bench/peers/requirements-mlflow.txt
+	test -x $(BENCH_VENVS)/mlflow/bin/python || $(PYTHON) -m venv $(BENCH_VENVS)/mlflow
+	$(BENCH_VENVS)/mlflow/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+# FastTrackML's wheel carries the Go server (bin/fml); its declared mlflow<3 dependency is not needed for that
+$(BENCH_VENVS)/fasttrackml/.installed: bench/peers/requirements-fasttrackml.txt
+	test -x $(BENCH_VENVS)/fasttrackml/bin/python || $(PYTHON) -m venv $(BENCH_VENVS)/fasttrackml
+	$(BENCH_VENVS)/fasttrackml/bin/pip install --quiet --disable-pip-version-check --no-deps -r $<
+	touch $@
+
+# the storage benches: Agora's chunked metric storage against one item per point, in-process (bench/README.md)
+bench-storage: $(STAMP)
 	$(PY) -m pytest -q -m bench -s bench
 
 # the local stack under 1,000,000 points and 3,000 runs with a restart half way (bench/soak.py)
