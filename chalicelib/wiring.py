@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from chalicelib.domain.tracking.artifacts import ArtifactService
     from chalicelib.domain.tracking.experiments import ExperimentService
     from chalicelib.domain.tracking.history import HistoryService
+    from chalicelib.domain.tracking.mlflow import MlflowTracking
     from chalicelib.domain.tracking.runs import RunService
     from chalicelib.store.agent_data import AgentDataStore
     from chalicelib.store.artifacts import ArtifactLayout
@@ -141,6 +142,14 @@ class Services:
         from chalicelib.store.artifacts import ArtifactStore
 
         return ArtifactService(self.runs, ArtifactStore(self.table("runs"), self.objects, self.artifact_layout))
+
+    @cached_property
+    def mlflow(self) -> MlflowTracking:
+        from chalicelib.domain.tokens import PageTokens
+        from chalicelib.domain.tracking.mlflow import MlflowTracking
+
+        return MlflowTracking(self.experiments, self.runs, self.history, self.artifacts,
+                              PageTokens(self.settings.token_secret))
 
     # simulations --------------------------------------------------------------------------------
     @cached_property

@@ -43,8 +43,11 @@ def handler_class(open_key: Optional[str]) -> type[ChaliceRequestHandler]:
         def _send_error_response(self, error: LocalGatewayException) -> None:
             status, detail = gateway_error(error.CODE, error.body)
             headers = {k: v for k, v in error.headers.items() if k.lower() != "content-type"}
-            self._send_http_response(status, {**headers, "Content-Type": "application/json"},
-                                     json.dumps({"detail": detail}))
+            body: dict[str, str] = {"detail": detail}
+            if status == 401:  # as the UNAUTHORIZED gateway response: MLflow's words too, and a browser's prompt
+                body.update(error_code="UNAUTHENTICATED", message=detail)
+                headers["WWW-Authenticate"] = 'Basic realm="Agora", charset="UTF-8"'
+            self._send_http_response(status, {**headers, "Content-Type": "application/json"}, json.dumps(body))
 
     return LocalGatewayHandler
 

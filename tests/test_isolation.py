@@ -30,6 +30,7 @@ subtest named "<scenario>: <METHOD> <path> [<case>]".
 """
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import re
@@ -499,7 +500,9 @@ def check_payloads(s: Sweep) -> None:
 def sweep_auth(s: Sweep) -> None:
     """No key or a bad key: 401; a tenant key on an admin route: 403. On tenant-a's ids, with valid bodies."""
     bad = {"no key": {}, "unknown key": header("not-a-key"), "empty bearer": {"Authorization": "Bearer "},
-           "another scheme": {"Authorization": f"Basic {KEYS['tenant-a']}"},
+           "basic, the key not encoded": {"Authorization": f"Basic {KEYS['tenant-a']}"},
+           "basic, an unknown key": {"Authorization": "Basic " + base64.b64encode(b"tenant-a:not-a-key").decode()},
+           "another scheme": {"Authorization": f"Token {KEYS['tenant-a']}"},
            "key without scheme": {"Authorization": KEYS["tenant-a"]}}
     for route in routes():
         if route.access == "public":

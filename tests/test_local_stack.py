@@ -197,8 +197,10 @@ def test_without_open_mode_a_request_without_a_key_is_401_detail_and_an_unknown_
     for method, path in (("get", "/api/agent-templates"), ("get", "/api/v1/experiments/search"),
                          ("post", "/api/run-experiments")):
         response = getattr(requests, method)(stack_url + path, timeout=10)
-        assert response.status_code == 401 and response.json() == {
-            "detail": "missing or unknown API key: send 'Authorization: Bearer <key>'"}, path
+        message = "missing or unknown API key: send 'Authorization: Bearer <key>'"
+        assert response.status_code == 401 and response.json() == {  # MLflow's client reads error_code
+            "detail": message, "error_code": "UNAUTHENTICATED", "message": message}, path
+        assert response.headers["WWW-Authenticate"].startswith("Basic "), path  # a browser asks for the key
     unknown = requests.get(f"{stack_url}/api/no-such-route", timeout=10)
     assert unknown.status_code == 404 and unknown.json() == {"detail": "Not Found"}
     keyed = requests.get(f"{stack_url}/api/no-such-route", headers={"Authorization": "Bearer x"}, timeout=10)

@@ -161,7 +161,8 @@ def _flat(params: tuple[Query | QueryGroup, ...]) -> list[Query]:
     return [m for p in params for m in (p.members if isinstance(p, QueryGroup) else (p,))]
 
 
-ROUTES: list[RouteDoc] = []
+ROUTES: list[RouteDoc] = []  # Agora's API, in its OpenAPI document
+OTHER_APIS: list[RouteDoc] = []  # MLflow's API and web UI: documented by MLflow, tested with its client and UI
 
 
 class Request:
@@ -250,8 +251,13 @@ class Api:
     browser downloads, in an `authorization` form field; no API Gateway authorizer) or "public".
     """
 
-    def __init__(self, import_name: str) -> None:
+    def __init__(self, import_name: str, *, errors: Callable[[AgoraError], Response] = error_response,
+                 documented: bool = True) -> None:
+        """`errors` renders a domain error (MLflow's API has its own bodies); `documented`: whether the routes
+        belong to Agora's OpenAPI document (MLflow's API is MLflow's, documented there)."""
         self.blueprint = Blueprint(import_name)
+        self.errors = errors
+        self.documented = documented
 
     def route(self, path: str, methods: tuple[str, ...] = ("GET",), *, access: str = "tenant",
               content_types: tuple[str, ...] = (JSON,), status: int = 200, body: Optional[type[BaseModel]] = None,
@@ -270,13 +276,13 @@ class Api:
                     request = Request(raw, _principal(raw, access), body, body_limit, params)
                     result = view(request, **path_params)
                 except AgoraError as exc:
-                    return error_response(exc)
+                    return self.errors(exc)
                 return result if isinstance(result, Response) else json_response(result, status)
 
             self.blueprint.route(path, methods=list(methods), content_types=list(content_types),
                                  authorizer=api_key_authorizer if access in ("tenant", "admin") else None)(handler)
-            ROUTES.extend(RouteDoc(path, m, view, access, status, body, params, content_types, path_params)
-                          for m in methods)
+            (ROUTES if self.documented else OTHER_APIS).extend(
+                RouteDoc(path, m, view, access, status, body, params, content_types, path_params) for m in methods)
             return view
 
         return decorator
@@ -300,7 +306,8 @@ def _principal(raw: Any, access: str) -> Principal:
         context = (raw.context or {}).get("authorizer") or {}
     role = context.get("role", ANONYMOUS)
     if role == ANONYMOUS:
-        raise Unauthenticated("missing or unknown API key: send 'Authorization: Bearer <key>'")
+        raise Unauthenticated("missing or unknown API key: send 'Authorization: Bearer <key>' (or HTTP Basic with "
+                              "the key as the password)")
     principal = Principal(tenant_id=context.get("tenant_id", ""), role=role)
     if access == "admin" and not principal.is_admin:
         raise Forbidden("this action needs the admin key")

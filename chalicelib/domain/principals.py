@@ -1,6 +1,7 @@
 """Who calls: tenants and the platform admin, and the API keys that stand for them (stored only hashed)."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import secrets
@@ -37,14 +38,26 @@ def hash_api_key(key: str) -> str:
 
 
 def bearer_key(header_value: Optional[str]) -> Optional[str]:
-    """The key of an `Authorization: Bearer <key>` value (scheme case-insensitive), else None."""
+    """The key of an `Authorization` value, else None: `Bearer <key>`, or HTTP Basic with the key as the password
+    (any user name), as MLflow's client (MLFLOW_TRACKING_USERNAME/PASSWORD) and browsers send it. Schemes are
+    case-insensitive."""
     if not header_value:
         return None
-    scheme, _, key = header_value.strip().partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key or len(key) > 512:
+    scheme, _, credentials = header_value.strip().partition(" ")
+    credentials = credentials.strip()
+    if not credentials or len(credentials) > 1_024:
         return None
-    return key
+    if scheme.lower() == "bearer":
+        key = credentials
+    elif scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        key = decoded.partition(":")[2]
+    else:
+        return None
+    return key if key and len(key) <= 512 else None
 
 
 def check_tenant_id(tenant_id: str) -> str:

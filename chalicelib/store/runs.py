@@ -51,7 +51,7 @@ def _run_values(run: Run) -> dict[str, Any]:
         **keys.run_only_index_keys(run.tenant_id, run.experiment_id, run.id), "kind": "run", "tenant_id": run.tenant_id,
         "id": run.id, "experiment_id": run.experiment_id, "name": run.name, "description": run.description,
         "status": run.status, "start_time": run.start_time, "end_time": run.end_time,
-        "artifact_uri": run.artifact_uri, "version": run.version,
+        "artifact_uri": run.artifact_uri, "lifecycle_stage": run.lifecycle_stage, "version": run.version,
     }
 
 
@@ -81,7 +81,8 @@ def _assemble(items: Iterable[dict[str, Any]]) -> list[Run]:
         result.append(Run(
             tenant_id=item["tenant_id"], id=item["id"], experiment_id=item["experiment_id"], name=item["name"],
             description=item.get("description", ""), status=item["status"], start_time=item["start_time"],
-            end_time=item.get("end_time"), artifact_uri=item["artifact_uri"], params=parts["params"],
+            end_time=item.get("end_time"), artifact_uri=item["artifact_uri"],
+            lifecycle_stage=item.get("lifecycle_stage", ACTIVE), params=parts["params"],
             tags=parts["tags"], latest=parts["latest"], version=int(item.get("version", 0)),
             series=parts.get("series", {})))
     return result
@@ -128,6 +129,11 @@ class RunStore:
         wanted = set(page)
         return [r for r in _assemble(items) if r.id in wanted], len(ids)
 
+    def every_run_of_experiment(self, tenant_id: str, experiment_id: str) -> list[Run]:
+        """Every run of the experiment whole, with params, tags and latest values: one index Query (pages of
+        1 MB). For searches whose filter or order reaches any param, tag or metric."""
+        return _assemble(self.table.query(keys.runs_of_experiment_pk(tenant_id, experiment_id), index=BY_EXPERIMENT))
+
     def create(self, run: Run) -> None:
         """Write a new run with its tags, in one transaction with the check that its experiment is active:
         a create that fails leaves nothing, so the client's retry makes exactly one run."""
@@ -151,6 +157,17 @@ class RunStore:
             if isinstance(exc, TransactionCancelled) and exc.failed(0):
                 raise Conflict(f"experiment {run.experiment_id} is deleted; restore it before adding runs") from exc
             raise
+
+    def delete_tag(self, run: Run, key: str) -> bool:
+        """Remove one tag, guarded by the experiment being active; whether the run had it."""
+        if key not in run.tags:
+            return False
+        try:
+            self.table.transact([self._active_check(run),
+                                 self.table.delete_action(keys.tag_key(run.tenant_id, run.id, key))])
+        except TransactionCancelled as exc:
+            raise Conflict(f"experiment {run.experiment_id} is deleted; restore it first") from exc
+        return True
 
     def replace(self, old: Run, new: Run) -> None:
         """Write the run item of `new` only if the stored version is still `old`'s (optimistic locking)."""

@@ -57,6 +57,7 @@ class Run:
     start_time: str
     end_time: Optional[str]
     artifact_uri: str
+    lifecycle_stage: str = ACTIVE  # MLflow deletes runs softly (runs/delete) and restores them; /api/v1 lists both
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     latest: dict[str, MetricPoint] = field(default_factory=dict)

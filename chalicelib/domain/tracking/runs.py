@@ -3,15 +3,15 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
-from chalicelib.domain.clock import new_id, now_iso, now_ms
-from chalicelib.domain.errors import Conflict, InvalidInput, StaleRecord
+from chalicelib.domain.clock import iso, new_id, now_iso, now_ms
+from chalicelib.domain.errors import Conflict, InvalidInput, NotFound, StaleRecord
 from chalicelib.domain.ownership import Owners, not_found_or_forbidden
 from chalicelib.domain.paging import check_page
 from chalicelib.domain.tracking import metrics as series
 from chalicelib.domain.tracking.metrics import MetricPoint
-from chalicelib.domain.tracking.records import Run
+from chalicelib.domain.tracking.records import ACTIVE, DELETED, Run
 from chalicelib.domain.validation import metric_value_to_json
 
 if TYPE_CHECKING:
@@ -41,12 +41,14 @@ class RunService:
     chunks: MetricChunkStore
     owners: Owners
 
-    def create(self, tenant_id: str, request: RunCreate) -> Run:
+    def create(self, tenant_id: str, request: RunCreate, start_time_ms: Optional[int] = None) -> Run:
+        """A RUNNING run; it started now, or at `start_time_ms` (MLflow's client says when)."""
         exp = self.experiments.require_active(tenant_id, request.experiment_id)
         run_id = new_id()
         run = Run(
             tenant_id=tenant_id, id=run_id, experiment_id=exp.id, name=request.name or f"run-{run_id[-8:]}",
-            description=request.description, status="RUNNING", start_time=now_iso(), end_time=None,
+            description=request.description, status="RUNNING",
+            start_time=iso(start_time_ms) if start_time_ms is not None else now_iso(), end_time=None,
             artifact_uri=self.experiments.locations.run_location(exp.artifact_location, run_id),
             tags=dict(request.tags),
         )
@@ -85,6 +87,10 @@ class RunService:
         self.experiments.get(tenant_id, experiment_id)
         return self.store.page_for_experiment(tenant_id, experiment_id, status, limit, offset)
 
+    def every_run(self, tenant_id: str, experiment_id: str) -> list[Run]:
+        """Every run of one of the tenant's experiments (MLflow's searches filter them)."""
+        return self.store.every_run_of_experiment(tenant_id, experiment_id)
+
     def log(self, tenant_id: str, run_id: str, metrics: Iterable[MetricIn] = (),
             params: Optional[dict[str, str]] = None,
             tags: Optional[dict[str, str]] = None) -> Logged:
@@ -103,6 +109,8 @@ class RunService:
             by_key.setdefault(m.key, []).append(
                 MetricPoint(m.step, m.timestamp if m.timestamp is not None else received_at, m.value))
         run = self.get(tenant_id, run_id)
+        if run.lifecycle_stage != ACTIVE:
+            raise Conflict(f"run {run_id} is deleted; restore it before logging to it")
         clashes = [k for k, v in params.items() if k in run.params and run.params[k] != v]
         if clashes:
             raise Conflict(f"params {', '.join(map(repr, clashes))} already have other values; params are write-once")
@@ -116,15 +124,64 @@ class RunService:
 
     def end(self, tenant_id: str, run_id: str, status: str) -> Run:
         """RUNNING -> FINISHED|FAILED|KILLED once; repeating the same end is a harmless retry."""
-        for _ in range(WRITE_ATTEMPTS):
-            run = self.get(tenant_id, run_id)
+        def ended(run: Run) -> Optional[Run]:
             if run.status == status:
-                return run
+                return None
             if run.status != "RUNNING":
                 raise Conflict(f"run {run_id} already ended as {run.status}")
+            return run.changed(status=status, end_time=now_iso())
+
+        return self._change(tenant_id, run_id, ended)
+
+    def update(self, tenant_id: str, run_id: str, *, name: Optional[str] = None, status: Optional[str] = None,
+               end_time_ms: Optional[int] = None) -> Run:
+        """MLflow's runs/update: a new name and any status (a run may be set RUNNING again, as MLflow allows);
+        an ended status sets the end time (now, or `end_time_ms`)."""
+        if status is not None and status not in RUN_STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
+
+        def updated(run: Run) -> Optional[Run]:
+            changes: dict = {}
+            if name is not None and name != run.name:
+                changes["name"] = name
+            if status is not None and status != run.status:
+                changes["status"] = status
+                changes["end_time"] = None if status == "RUNNING" else \
+                    iso(end_time_ms) if end_time_ms is not None else now_iso()
+            elif end_time_ms is not None and status != "RUNNING":
+                changes["end_time"] = iso(end_time_ms)
+            return run.changed(**changes) if changes else None
+
+        return self._change(tenant_id, run_id, updated, writes=True)
+
+    def delete(self, tenant_id: str, run_id: str) -> Run:
+        """MLflow's soft delete: the run stays, marked deleted, until restored (its data is kept)."""
+        return self._change(tenant_id, run_id, lambda run: run.changed(lifecycle_stage=DELETED)
+                            if run.lifecycle_stage == ACTIVE else None)
+
+    def restore(self, tenant_id: str, run_id: str) -> Run:
+        return self._change(tenant_id, run_id, lambda run: run.changed(lifecycle_stage=ACTIVE)
+                            if run.lifecycle_stage != ACTIVE else None)
+
+    def delete_tag(self, tenant_id: str, run_id: str, key: str) -> None:
+        run = self.get(tenant_id, run_id)
+        if run.lifecycle_stage != ACTIVE:
+            raise Conflict(f"run {run_id} is deleted; restore it first")
+        if not self.store.delete_tag(run, key):
+            raise NotFound(f"no tag {key!r} on run {run_id}")
+
+    def _change(self, tenant_id: str, run_id: str, change: Callable[[Run], Optional[Run]], *,
+                writes: bool = False) -> Run:
+        """Apply `change` (None: nothing to do) under optimistic locking, retried on a concurrent write."""
+        for _ in range(WRITE_ATTEMPTS):
+            run = self.get(tenant_id, run_id)
+            if writes and run.lifecycle_stage != ACTIVE:
+                raise Conflict(f"run {run_id} is deleted; restore it first")
+            new = change(run)
+            if new is None:
+                return run
             if not self.writable(run):
                 raise Conflict(f"experiment {run.experiment_id} of run {run_id} is deleted; restore it first")
-            new = run.changed(status=status, end_time=now_iso())
             try:
                 self.store.replace(run, new)
                 return new
