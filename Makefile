@@ -71,6 +71,7 @@ BENCH_PEERS := $(filter mlflow fasttrackml,$(subst $(BENCH_COMMA), ,$(or $(SYSTE
 BENCH_ARGS ?=
 bench: $(STAMP) $(foreach peer,$(BENCH_PEERS),$(BENCH_VENVS)/$(peer)/.installed)
 	@$(PY) -m bench.compare $(if $(filter-out 0,$(FAST)),--fast) $(if $(SYSTEMS),--systems $(SYSTEMS)) $(BENCH_ARGS)
+	@AGORA_BENCH_SIM_QUICK=$(if $(filter-out 0,$(FAST)),1,0) $(PY) -m bench.sim_throughput
 
 $(BENCH_VENVS)/mlflow/.installed: bench/peers/requirements-mlflow.txt
 	test -x $(BENCH_VENVS)/mlflow/bin/python || $(PYTHON) -m venv $(BENCH_VENVS)/mlflow

@@ -27,6 +27,11 @@ def handler_class(open_key: Optional[str]) -> type[ChaliceRequestHandler]:
     """The request handler of one local server; `open_key` is the open tenant's key, or None."""
 
     class LocalGatewayHandler(ChaliceRequestHandler):
+        # the status line, the headers and the body leave in separate writes: with Nagle's algorithm on, the
+        # body waited for the client's delayed ACK, 40 ms a response on a kept-alive connection (measured:
+        # GET an experiment 52 ms over HTTP, 3 ms in-process)
+        disable_nagle_algorithm = True
+
         def __getattr__(self, name: str) -> Any:
             """Every method BaseHTTPRequestHandler has no do_<METHOD> for (TRACE, CONNECT, QUERY, ...) goes
             through the app like the others, instead of the base class's 501 text/html."""

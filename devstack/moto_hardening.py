@@ -25,6 +25,13 @@ copies included, is kept alive for moto's dashboard; a Query walks and sorts the
 7. A browser POST upload must satisfy its policy (expiry, exact fields such as the key and the
    content type, `starts-with`, `content-length-range`), as S3 checks it; moto never reads the
    policy. The signature is not verified (moto checks no signature anywhere).
+8. The answers of item requests (GetItem, Query, BatchWriteItem ...) are written as JSON directly: they are
+   DynamoDB's wire format already, and moto's generic, shape-driven serialiser took most of a large
+   Query's time (measured: 6.7 of 14 s listing 500 runs). Binary values are base64, as the serialiser
+   writes them; errors and every other action still go through moto's serialiser
+   (tests/test_moto_hardening.py compares the two).
+9. Projecting an item onto top-level attributes (what an index with INCLUDE or KEYS_ONLY projection
+   does to every item it returns) converts the item once, not once per attribute.
 """
 from __future__ import annotations
 
@@ -50,7 +57,7 @@ from moto.dynamodb.exceptions import (
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
-from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 from moto.s3.models import S3Backend
@@ -118,6 +125,8 @@ def install() -> None:
     _observe_s3()
     _forget_ended_executions()
     _enforce_post_policies()
+    _serialize_item_answers_directly()
+    _project_once()
 
 
 # 1 and 5: the lock, and the observers of writes ------------------------------------------------------
@@ -292,6 +301,63 @@ def _read_partitions_only() -> None:
 
     Table.all_items = partition_or_all  # type: ignore[method-assign]
     Table.query = partition_query  # type: ignore[method-assign]
+
+
+# 8: item answers as JSON, without moto's serialiser ---------------------------------------------------------
+ITEM_ACTIONS = frozenset({"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem",
+                          "BatchWriteItem", "TransactGetItems", "TransactWriteItems"})
+
+
+def _wire_value(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not part of an item answer")
+
+
+@functools.cache
+def _answer_fields(action: str) -> frozenset[str]:
+    """The top-level fields of the action's answer in DynamoDB's API (moto's results carry a few more)."""
+    from moto.core.utils import get_service_model
+
+    return frozenset(get_service_model("dynamodb").operation_model(action).output_shape.members)
+
+
+def item_answer_body(action: str, result: dict[str, Any]) -> str:
+    """The JSON body of a successful item request's result (`ActionResult.result`)."""
+    fields = _answer_fields(action)
+    return json.dumps({k: v for k, v in result.items() if k in fields and v is not None}, default=_wire_value)
+
+
+def _serialize_item_answers_directly() -> None:
+    serialized = DynamoHandler.serialized
+
+    @functools.wraps(serialized)
+    def direct(self: DynamoHandler, action_result: Any) -> Any:
+        result = action_result.result
+        if isinstance(result, dict) and self._get_action() in ITEM_ACTIONS:
+            try:
+                body = item_answer_body(self._get_action(), result)
+            except TypeError:
+                return serialized(self, action_result)
+            return 200, {"Content-Type": "application/x-amz-json-1.0", **self.response_headers}, body
+        return serialized(self, action_result)
+
+    DynamoHandler.serialized = direct  # type: ignore[method-assign]
+
+
+# 9: a projection onto top-level attributes converts the item once ----------------------------------------
+def _project_once() -> None:
+    project = Item.project
+
+    @functools.wraps(project)
+    def project_top_level(self: Item, projection_expressions: list[list[str]]) -> Item:
+        if not all(len(expr) == 1 for expr in projection_expressions):
+            return project(self, projection_expressions)
+        names = {expr[0] for expr in projection_expressions}
+        return Item(hash_key=self.hash_key, range_key=self.range_key,
+                    attrs={name: copy.deepcopy(value) for name, value in self.attrs.items() if name in names})
+
+    Item.project = project_top_level  # type: ignore[method-assign]
 
 
 # 5: which objects S3 requests changed -----------------------------------------------------------------

@@ -6,23 +6,17 @@ not have answer "none". In a browser (headless Chromium from Debian's packages, 
 logged through /api/v1 are listed in the experiment's runs table, a run's page draws its metric chart, and
 the compare view of two runs renders.
 
-The stack runs in a subprocess (as tests/test_local_stack.py's) with `mlflow_ui_bp` registered on the app.
+The stack runs in a subprocess, as tests/test_local_stack.py's.
 """
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
-import tempfile
-import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -30,7 +24,7 @@ import requests
 from chalice import Chalice
 
 from chalicelib.api.mlflow_ui import NOTHING_HERE, asset, build_dir, declare_binary_types, installed_build
-from tests.test_local_stack import ADMIN_KEY, KEYS, ROOT, STARTUP_TIMEOUT
+from tests.test_local_stack import KEYS, ROOT, running_stack
 
 pytestmark = pytest.mark.skipif(installed_build() is None,
                                 reason="MLflow's web UI ships in the `mlflow` package, not installed here")
@@ -38,65 +32,12 @@ pytestmark = pytest.mark.skipif(installed_build() is None,
 KEY = KEYS["tenant-a"]
 BEARER = {"Authorization": f"Bearer {KEY}"}
 STEPS = 300
-# `python -m devstack` with the UI's blueprint on the app (a no-op once app.py registers it)
-LAUNCH = """
-import sys
-from devstack import __main__ as devstack, server
-from chalicelib.api.mlflow_ui import mlflow_ui_bp
-
-load = server._chalice_config
-
-def with_the_ui(stage):
-    config = load(stage)
-    if "/graphql" not in config.chalice_app.routes:
-        config.chalice_app.register_blueprint(mlflow_ui_bp)
-    return config
-
-server._chalice_config = with_the_ui
-sys.exit(devstack.main())
-"""
-
-
-@contextlib.contextmanager
-def stack_with_the_ui(data_dir: Path) -> Iterator[str]:
-    """The local stack (its API's URL), stopped with Ctrl-C at the end."""
-    env = {**os.environ, "PORT": "0", "MOTO_PORT": "0", "PYTHONUNBUFFERED": "1", "AGORA_DATA_DIR": str(data_dir),
-           "AGORA_LOCAL_TENANTS": ",".join(f"{t}:{k}" for t, k in KEYS.items()), "AGORA_ADMIN_KEY": ADMIN_KEY}
-    for name in ("AWS_ENDPOINT_URL", "AGORA_OPEN_TENANT"):
-        env.pop(name, None)
-    with tempfile.TemporaryFile(mode="w+") as stderr:
-        proc = subprocess.Popen([sys.executable, "-c", LAUNCH], cwd=ROOT, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=stderr)
-        lines: list[str] = []
-        ready = threading.Event()
-
-        def read_stdout() -> None:
-            for line in proc.stdout:  # type: ignore[union-attr]
-                lines.append(line)
-                if line.startswith("Ctrl-C stops"):
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=read_stdout, daemon=True).start()
-        try:
-            ready.wait(STARTUP_TIMEOUT)
-            match = re.search(r"^\s*API\s+(http://\S+)", "".join(lines), re.MULTILINE)
-            if not match:
-                stderr.seek(0)
-                pytest.fail(f"the local stack did not start:\n{''.join(lines)}\n{stderr.read()[-4000:]}")
-            yield match.group(1)
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=30) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture(scope="module")
 def stack_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with stack_with_the_ui(tmp_path_factory.mktemp("mlflow-ui") / "data") as url:
-        yield url
+    with running_stack({}, tmp_path_factory.mktemp("mlflow-ui") / "data") as stack:
+        yield stack.url
 
 
 def v1(stack_url: str, path: str, body: dict, key: str = KEY) -> dict:

@@ -1,7 +1,7 @@
 """The systems a run can compare: which server each needs and which client speaks to it.
 
-"agora-mlflow" is Agora driven through the MLflow REST API (the same client as MLflow and FastTrackML, with
-Agora's key); it shares Agora's server and is off by default until Agora serves `/api/2.0/mlflow`.
+"agora-mlflow" is Agora driven through its MLflow REST API (the same client as MLflow and FastTrackML, with
+Agora's key); it shares Agora's server.
 """
 from __future__ import annotations
 
@@ -30,4 +30,4 @@ SYSTEMS: dict[str, System] = {s.name: s for s in (
     System("agora-mlflow", "Agora (MLflow API)", "agora",
            lambda srv: MlflowRestClient(HttpTransport(srv.url, BEARER), "agora-mlflow")),
 )}
-DEFAULT_SYSTEMS = ("agora", "mlflow", "fasttrackml")
+DEFAULT_SYSTEMS = ("agora", "agora-mlflow", "mlflow", "fasttrackml")

@@ -51,7 +51,7 @@ def create_experiment(request: Request) -> Response:
     fields = wire.body(request)
     name = wire.required(fields, "name")
     if not isinstance(name, str):
-        raise InvalidInput(wire._invalid("name", name))
+        raise InvalidInput(wire.invalid("name", name))
     tags = {t.get("key"): t.get("value") for t in wire.key_values(fields, "tags")}
     try:
         exp = _mlflow().create_experiment(_tenant(request), name, wire.string(fields, "artifact_location"), tags)
@@ -179,23 +179,25 @@ def log_metric(request: Request) -> Response:
     return wire.respond({})
 
 
+def _key_value(fields: dict[str, Any]) -> dict[str, str]:
+    """The {key, value} of log-parameter and set-tag (the value a string, possibly empty)."""
+    key, value = wire.required(fields, "key"), fields.get("value")
+    if not isinstance(value, str):
+        raise InvalidInput(wire.invalid("value", value))
+    return {"key": key, "value": value}
+
+
 @endpoint("/runs/log-parameter")
 def log_parameter(request: Request) -> Response:
     fields = wire.body(request)
-    key, value = wire.required(fields, "key"), fields.get("value")
-    if not isinstance(value, str):
-        raise InvalidInput(wire._invalid("value", value))
-    _mlflow().log(_tenant(request), _run_id(fields), params=[{"key": key, "value": value}])
+    _mlflow().log(_tenant(request), _run_id(fields), params=[_key_value(fields)])
     return wire.respond({})
 
 
 @endpoint("/runs/set-tag")
 def set_tag(request: Request) -> Response:
     fields = wire.body(request)
-    key, value = wire.required(fields, "key"), fields.get("value")
-    if not isinstance(value, str):
-        raise InvalidInput(wire._invalid("value", value))
-    _mlflow().log(_tenant(request), _run_id(fields), tags=[{"key": key, "value": value}])
+    _mlflow().log(_tenant(request), _run_id(fields), tags=[_key_value(fields)])
     return wire.respond({})
 
 

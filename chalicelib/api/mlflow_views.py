@@ -120,7 +120,7 @@ def string(fields: dict[str, Any], name: str) -> Optional[str]:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidInput(_invalid(name, value))
+        raise InvalidInput(invalid(name, value))
     return value
 
 
@@ -130,7 +130,7 @@ def integer(fields: dict[str, Any], name: str) -> Optional[int]:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
-        raise InvalidInput(_invalid(name, value))
+        raise InvalidInput(invalid(name, value))
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, int):
@@ -140,17 +140,17 @@ def integer(fields: dict[str, Any], name: str) -> Optional[int]:
             return int(value.strip())
         except ValueError:
             pass
-    raise InvalidInput(_invalid(name, value))
+    raise InvalidInput(invalid(name, value))
 
 
 def number(value: Any, name: str = "value") -> float:
     """A double field: a JSON number or a string ("1.5", "NaN", "Infinity")."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise InvalidInput(_invalid(name, value))
+        raise InvalidInput(invalid(name, value))
     try:
         return float(value)
     except ValueError:
-        raise InvalidInput(_invalid(name, value)) from None
+        raise InvalidInput(invalid(name, value)) from None
 
 
 def strings(fields: dict[str, Any], name: str) -> list[str]:
@@ -158,14 +158,14 @@ def strings(fields: dict[str, Any], name: str) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidInput(_invalid(name, value))
+        raise InvalidInput(invalid(name, value))
     return value
 
 
 def key_values(fields: dict[str, Any], name: str) -> list[dict[str, Any]]:
     value = fields.get(name) or []
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise InvalidInput(_invalid(name, value))
+        raise InvalidInput(invalid(name, value))
     return value
 
 
@@ -182,7 +182,7 @@ def metric(entry: dict[str, Any]) -> dict[str, Any]:
     return {"key": key, "value": value_json, "timestamp": timestamp, "step": integer(entry, "step") or 0}
 
 
-def _invalid(name: str, value: Any) -> str:
+def invalid(name: str, value: Any) -> str:
     return (f"Invalid value {json.dumps(value)} for parameter '{name}' supplied:  Hint: Value was of type "
             f"'{type(value).__name__}'. See the API docs for more information about request parameters.")
 
