@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from chalicelib import wiring
-from chalicelib.store.dynamo import from_item, item_size
+from chalicelib.store.items import from_item, item_size
 from tests.conftest import auth
 
 EXPERIMENTS = "/api/v1/experiments"

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, S
 
 from chalicelib.domain.clock import new_id, now_iso
 from chalicelib.store import keys
-from chalicelib.store.dynamo import Condition, SortRange, Table, Update
+from chalicelib.store.expressions import Condition, SortRange, Update
 
 if TYPE_CHECKING:
+    from chalicelib.store.dynamo import Table
     from chalicelib.store.objects import ObjectStore
 
 INLINE_LIMIT = 300_000  # bytes of compressed agent states kept in the tick item; above, in S3

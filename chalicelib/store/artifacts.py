@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any, Optional
 from chalicelib.domain.tracking.records import Artifact, Run
 from chalicelib.domain.validation import check_relative_path
 from chalicelib.store import keys
-from chalicelib.store.dynamo import SortRange, Table
+from chalicelib.store.expressions import SortRange
 
 if TYPE_CHECKING:
+    from chalicelib.store.dynamo import Table
     from chalicelib.store.objects import ObjectInfo, ObjectStore, UploadForm
 
 MAX_LOCATION_LENGTH = 512

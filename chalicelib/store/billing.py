@@ -12,7 +12,9 @@ from typing import Any, Optional
 
 from chalicelib.domain.billing import CURRENCY, ZERO, Account, AlreadyRecorded, BillLine, Charge
 from chalicelib.store import keys
-from chalicelib.store.dynamo import Condition, SortRange, Table, TransactionCancelled, Update, from_item, to_item
+from chalicelib.store.dynamo import Table, TransactionCancelled
+from chalicelib.store.expressions import Condition, SortRange, Update
+from chalicelib.store.items import from_item, to_item
 
 
 def _account(item: dict[str, Any]) -> Account:

@@ -7,7 +7,8 @@ from typing import Any, Optional
 from chalicelib.domain.clock import now_iso
 from chalicelib.domain.principals import Principal
 from chalicelib.store import keys
-from chalicelib.store.dynamo import Condition, ConditionFailed, Table, Update
+from chalicelib.store.dynamo import ConditionFailed, Table
+from chalicelib.store.expressions import Condition, Update
 
 
 def owned_by(tenant_id: str) -> Condition:

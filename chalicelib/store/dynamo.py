@@ -1,4 +1,5 @@
-"""DynamoDB primitives: the item codec, expressions built from named parts, a table wrapper, errors translated once.
+"""DynamoDB primitives: a table wrapper and errors translated once (the item codec is store/items.py, the
+expressions built from named parts store/expressions.py).
 
 Every store talks to DynamoDB through `Table` (`Table.transact` for transactions, which may span tables); no
 store calls the low-level client itself. A `ClientError` is translated here, by its error code:
@@ -8,24 +9,28 @@ propagates unchanged.
 """
 from __future__ import annotations
 
-import itertools
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
-from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.domain.errors import PayloadTooLarge, Throttled, Unavailable
 from chalicelib.store.aws import is_transient
+from chalicelib.store.expressions import (
+    Condition,
+    Index,
+    SortRange,
+    Update,
+    key_condition,
+    with_expressions,
+)
+from chalicelib.store.items import Item, from_item, item_size, to_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 BATCH_WRITE_LIMIT = 25  # DynamoDB's limits, enforced here because moto does not enforce them
 TRANSACTION_LIMIT = 100
 MAX_ITEM_BYTES = 400 * 1024
@@ -34,37 +39,6 @@ BATCH_GET_LIMIT = 100
 CONFLICT_ATTEMPTS = 8
 THROTTLING_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
                               "RequestLimitExceeded", "InternalServerError"})
-Item = dict[str, Any]
-
-
-def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
-
-
-def from_item(item: Mapping[str, Any]) -> Item:
-    values = {k: _deserializer.deserialize(v) for k, v in item.items()}
-    return {k: (v.value if isinstance(v, Binary) else v) for k, v in values.items()}  # type: ignore[attr-defined]
-
-
-def item_size(values: Mapping[str, Any]) -> int:
-    """The size DynamoDB counts for an item: attribute names plus values (UTF-8 strings, binary, numbers)."""
-    return sum(len(name.encode()) + _value_size(value) for name, value in values.items() if value is not None)
-
-
-def _value_size(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value.encode())
-    if isinstance(value, (bytes, bytearray)):
-        return len(value)
-    if isinstance(value, bool) or value is None:
-        return 1
-    if isinstance(value, (int, float, Decimal)):
-        return len(str(value)) // 2 + 2
-    if isinstance(value, Mapping):
-        return 3 + sum(len(str(k).encode()) + _value_size(v) + 1 for k, v in value.items())
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return 3 + sum(_value_size(v) + 1 for v in value)
-    return len(str(value).encode())
 
 
 # --- errors ---------------------------------------------------------------------------------------
@@ -116,231 +90,6 @@ def _check_size(values: Mapping[str, Any]) -> None:
         raise PayloadTooLarge("the record would exceed DynamoDB's 400 KB item limit; store large values as artifacts")
 
 
-# --- expressions from named parts -------------------------------------------------------------------
-_placeholders = itertools.count()
-
-
-@dataclass(frozen=True)
-class Condition:
-    """A condition or filter built from named parts, with its own placeholders; combine with `&`, `|`, `~`.
-
-    `Condition.absent()` (the item does not exist), `Condition.equals("version", 3)`, ...
-    """
-
-    text: str
-    names: Mapping[str, str] = field(default_factory=dict)
-    values: Mapping[str, Any] = field(default_factory=dict)
-
-    def __and__(self, other: Condition) -> Condition:
-        return Condition(f"({self.text}) AND ({other.text})", {**self.names, **other.names},
-                         {**self.values, **other.values})
-
-    def __or__(self, other: Condition) -> Condition:
-        return Condition(f"({self.text}) OR ({other.text})", {**self.names, **other.names},
-                         {**self.values, **other.values})
-
-    def __invert__(self) -> Condition:
-        return Condition(f"NOT ({self.text})", self.names, self.values)
-
-    @classmethod
-    def exists(cls, attribute: str = "pk") -> Condition:
-        name, names = _name(attribute)
-        return cls(f"attribute_exists({name})", names)
-
-    @classmethod
-    def absent(cls, attribute: str = "pk") -> Condition:
-        name, names = _name(attribute)
-        return cls(f"attribute_not_exists({name})", names)
-
-    @classmethod
-    def equals(cls, attribute: str, value: Any) -> Condition:
-        return _compare(attribute, "=", value)
-
-    @classmethod
-    def less_than(cls, attribute: str, value: Any) -> Condition:
-        return _compare(attribute, "<", value)
-
-    @classmethod
-    def one_of(cls, attribute: str, choices: Iterable[Any]) -> Condition:
-        name, names = _name(attribute)
-        values: dict[str, Any] = {}
-        for choice in choices:
-            values.update(_value(choice)[1])
-        return cls(f"{name} IN ({', '.join(values)})", names, values)
-
-    @classmethod
-    def begins_with(cls, attribute: str, prefix: str) -> Condition:
-        name, names = _name(attribute)
-        placeholder, values = _value(prefix)
-        return cls(f"begins_with({name}, {placeholder})", names, values)
-
-
-def _name(attribute: str) -> tuple[str, dict[str, str]]:
-    placeholder = f"#n{next(_placeholders)}"
-    return placeholder, {placeholder: attribute}
-
-
-def _value(value: Any) -> tuple[str, dict[str, Any]]:
-    placeholder = f":v{next(_placeholders)}"
-    return placeholder, {placeholder: value}
-
-
-def _compare(attribute: str, operator: str, value: Any) -> Condition:
-    name, names = _name(attribute)
-    placeholder, values = _value(value)
-    return Condition(f"{name} {operator} {placeholder}", names, values)
-
-
-@dataclass
-class Update:
-    """An update expression built clause by clause: `Update().set("a", 1).add("n", 2).remove("b")`."""
-
-    _sets: list[str] = field(default_factory=list)
-    _adds: list[str] = field(default_factory=list)
-    _removes: list[str] = field(default_factory=list)
-    names: dict[str, str] = field(default_factory=dict)
-    values: dict[str, Any] = field(default_factory=dict)
-
-    def set(self, attribute: str, value: Any, *, if_absent: bool = False) -> Update:
-        name = self._attribute(attribute)
-        placeholder = self._put(value)
-        self._sets.append(f"{name} = if_not_exists({name}, {placeholder})" if if_absent else f"{name} = {placeholder}")
-        return self
-
-    def increment(self, attribute: str, delta: Any, *, start: Any = 0) -> Update:
-        """attribute = (attribute, or `start` when absent) + delta."""
-        name = self._attribute(attribute)
-        self._sets.append(f"{name} = if_not_exists({name}, {self._put(start)}) + {self._put(delta)}")
-        return self
-
-    def add(self, attribute: str, delta: Any) -> Update:
-        self._adds.append(f"{self._attribute(attribute)} {self._put(delta)}")
-        return self
-
-    def remove(self, attribute: str) -> Update:
-        self._removes.append(self._attribute(attribute))
-        return self
-
-    def assign(self, changes: Mapping[str, Any]) -> Update:
-        """SET every attribute with a value, REMOVE every attribute given as None."""
-        for attribute, value in changes.items():
-            if value is None:
-                self.remove(attribute)
-            else:
-                self.set(attribute, value)
-        return self
-
-    @property
-    def text(self) -> str:
-        clauses = [("SET", self._sets), ("ADD", self._adds), ("REMOVE", self._removes)]
-        return " ".join(f"{verb} {', '.join(parts)}" for verb, parts in clauses if parts)
-
-    def _attribute(self, attribute: str) -> str:
-        placeholder, names = _name(attribute)
-        self.names.update(names)
-        return placeholder
-
-    def _put(self, value: Any) -> str:
-        placeholder, values = _value(value)
-        self.values.update(values)
-        return placeholder
-
-
-# --- sort-key ranges --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SortRange:
-    """Which sort keys of a partition a query reads."""
-
-    operator: str  # "begins_with" | ">=" | ">" | "<" | "BETWEEN"
-    bounds: tuple[str, ...]
-
-    @classmethod
-    def prefix(cls, prefix: str) -> SortRange:
-        return cls("begins_with", (prefix,))
-
-    @classmethod
-    def starting_at(cls, low: str) -> SortRange:
-        return cls(">=", (low,))
-
-    @classmethod
-    def after(cls, low: str) -> SortRange:
-        return cls(">", (low,))
-
-    @classmethod
-    def before(cls, high: str) -> SortRange:
-        return cls("<", (high,))
-
-    @classmethod
-    def between(cls, low: str, high: str) -> SortRange:
-        """low <= sort key <= high."""
-        return cls("BETWEEN", (low, high))
-
-@dataclass(frozen=True)
-class Index:
-    name: str
-    partition_key: str
-    sort_key: str
-
-
-def _key_condition(partition_attr: str, partition: str, sort_attr: str,
-                   sort: Optional[SortRange]) -> Condition:
-    condition = Condition.equals(partition_attr, partition)
-    if sort is None:
-        return condition
-    name, names = _name(sort_attr)
-    values: dict[str, Any] = {}
-    placeholders = []
-    for bound in sort.bounds:
-        placeholder, value = _value(bound)
-        placeholders.append(placeholder)
-        values.update(value)
-    if sort.operator == "begins_with":
-        text = f"begins_with({name}, {placeholders[0]})"
-    elif sort.operator == "BETWEEN":
-        text = f"{name} BETWEEN {placeholders[0]} AND {placeholders[1]}"
-    else:
-        text = f"{name} {sort.operator} {placeholders[0]}"
-    return condition & Condition(text, names, values)
-
-
-def _projection(attributes: Optional[Sequence[str]]) -> tuple[Optional[str], dict[str, str]]:
-    if not attributes:
-        return None, {}
-    names: dict[str, str] = {}
-    parts = []
-    for attribute in attributes:
-        placeholder, name = _name(attribute)
-        names.update(name)
-        parts.append(placeholder)
-    return ", ".join(parts), names
-
-
-def _with_expressions(kwargs: dict[str, Any], *, condition: Optional[Condition] = None,
-                      filter: Optional[Condition] = None, key: Optional[Condition] = None,
-                      update: Optional[Update] = None, projection: Optional[Sequence[str]] = None) -> dict[str, Any]:
-    names: dict[str, str] = {}
-    values: dict[str, Any] = {}
-    for argument, expression in (("ConditionExpression", condition), ("FilterExpression", filter),
-                                 ("KeyConditionExpression", key)):
-        if expression is not None:
-            kwargs[argument] = expression.text
-            names.update(expression.names)
-            values.update(expression.values)
-    if update is not None:
-        kwargs["UpdateExpression"] = update.text
-        names.update(update.names)
-        values.update(update.values)
-    text, projected = _projection(projection)
-    if text:
-        kwargs["ProjectionExpression"] = text
-        names.update(projected)
-    if names:
-        kwargs["ExpressionAttributeNames"] = names
-    if values:
-        kwargs["ExpressionAttributeValues"] = to_item(values)
-    return kwargs
-
-
 # --- the table ----------------------------------------------------------------------------------------
 @dataclass
 class Table:
@@ -361,7 +110,7 @@ class Table:
 
     def get(self, key: Mapping[str, Any], *, consistent: bool = True,
             attributes: Optional[Sequence[str]] = None) -> Optional[Item]:
-        kwargs = _with_expressions({"TableName": self.name, "Key": to_item(key), "ConsistentRead": consistent},
+        kwargs = with_expressions({"TableName": self.name, "Key": to_item(key), "ConsistentRead": consistent},
                                    projection=attributes)
         item = self._call("get_item", **kwargs).get("Item")
         return from_item(item) if item else None
@@ -369,14 +118,14 @@ class Table:
     def put(self, values: Mapping[str, Any], *, condition: Optional[Condition] = None) -> None:
         """Write a whole item; with a condition that does not hold, ConditionFailed carries the stored item."""
         _check_size(values)
-        kwargs = _with_expressions({"TableName": self.name, "Item": to_item(values)}, condition=condition)
+        kwargs = with_expressions({"TableName": self.name, "Item": to_item(values)}, condition=condition)
         if condition is not None:
             kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         self._call("put_item", **kwargs)
 
     def update(self, key: Mapping[str, Any], update: Update, *, condition: Optional[Condition] = None) -> Item:
         """Apply an update; returns the item as it is afterwards."""
-        kwargs = _with_expressions({"TableName": self.name, "Key": to_item(key), "ReturnValues": "ALL_NEW"},
+        kwargs = with_expressions({"TableName": self.name, "Key": to_item(key), "ReturnValues": "ALL_NEW"},
                                    condition=condition, update=update)
         if condition is not None:
             kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
@@ -384,7 +133,7 @@ class Table:
 
     def delete(self, key: Mapping[str, Any], *, condition: Optional[Condition] = None) -> Optional[Item]:
         """Delete one item; returns it as it was (None if there was none). A failed condition raises."""
-        kwargs = _with_expressions({"TableName": self.name, "Key": to_item(key), "ReturnValues": "ALL_OLD"},
+        kwargs = with_expressions({"TableName": self.name, "Key": to_item(key), "ReturnValues": "ALL_OLD"},
                                    condition=condition)
         old = self._call("delete_item", **kwargs).get("Attributes")
         return from_item(old) if old else None
@@ -409,8 +158,8 @@ class Table:
                    start: Optional[Mapping[str, Any]] = None) -> tuple[list[Item], Optional[Item]]:
         """One Query request: the items and where the next page starts (None after the last)."""
         partition_attr, sort_attr = (index.partition_key, index.sort_key) if index else ("pk", "sk")
-        kwargs = _with_expressions({"TableName": self.name, "ScanIndexForward": forward},
-                                   key=_key_condition(partition_attr, partition, sort_attr, sort),
+        kwargs = with_expressions({"TableName": self.name, "ScanIndexForward": forward},
+                                   key=key_condition(partition_attr, partition, sort_attr, sort),
                                    filter=filter, projection=attributes)
         if index is not None:
             kwargs["IndexName"] = index.name
@@ -427,8 +176,8 @@ class Table:
     def count(self, partition: str, sort: Optional[SortRange] = None, *, filter: Optional[Condition] = None,
               consistent: bool = True) -> int:
         """How many items match, without reading them back (Select=COUNT, every page)."""
-        kwargs = _with_expressions({"TableName": self.name, "Select": "COUNT", "ConsistentRead": consistent},
-                                   key=_key_condition("pk", partition, "sk", sort), filter=filter)
+        kwargs = with_expressions({"TableName": self.name, "Select": "COUNT", "ConsistentRead": consistent},
+                                   key=key_condition("pk", partition, "sk", sort), filter=filter)
         total = 0
         while True:
             page = self._call("query", **kwargs)
@@ -441,7 +190,7 @@ class Table:
                   limit: Optional[int] = None,
                   start: Optional[Mapping[str, Any]] = None) -> tuple[list[Item], Optional[Item]]:
         """One Scan request over the whole table (the purge's daily sweep)."""
-        kwargs = _with_expressions({"TableName": self.name}, filter=filter, projection=attributes)
+        kwargs = with_expressions({"TableName": self.name}, filter=filter, projection=attributes)
         if limit is not None:
             kwargs["Limit"] = limit
         if start:
@@ -465,7 +214,7 @@ class Table:
         for start in range(0, len(keys), BATCH_GET_LIMIT):
             part = keys[start:start + BATCH_GET_LIMIT]
             projection = [*attributes, *part[0].keys()] if attributes else None  # the keys tell items apart
-            request = _with_expressions({"Keys": [to_item(k) for k in part], "ConsistentRead": consistent},
+            request = with_expressions({"Keys": [to_item(k) for k in part], "ConsistentRead": consistent},
                                         projection=projection)
             for attempt in range(UNPROCESSED_ATTEMPTS):
                 result = self._call("batch_get_item", RequestItems={self.name: request})
@@ -510,18 +259,18 @@ class Table:
     # transaction actions: the caller assembles them across tables and runs them with `transact`
     def put_action(self, values: Mapping[str, Any], condition: Optional[Condition] = None) -> dict[str, Any]:
         _check_size(values)
-        return {"Put": _with_expressions({"TableName": self.name, "Item": to_item(values)}, condition=condition)}
+        return {"Put": with_expressions({"TableName": self.name, "Item": to_item(values)}, condition=condition)}
 
     def update_action(self, key: Mapping[str, Any], update: Update,
                       condition: Optional[Condition] = None) -> dict[str, Any]:
-        return {"Update": _with_expressions({"TableName": self.name, "Key": to_item(key)}, condition=condition,
+        return {"Update": with_expressions({"TableName": self.name, "Key": to_item(key)}, condition=condition,
                                             update=update)}
 
     def delete_action(self, key: Mapping[str, Any], condition: Optional[Condition] = None) -> dict[str, Any]:
-        return {"Delete": _with_expressions({"TableName": self.name, "Key": to_item(key)}, condition=condition)}
+        return {"Delete": with_expressions({"TableName": self.name, "Key": to_item(key)}, condition=condition)}
 
     def check_action(self, key: Mapping[str, Any], condition: Condition) -> dict[str, Any]:
-        return {"ConditionCheck": _with_expressions({"TableName": self.name, "Key": to_item(key)},
+        return {"ConditionCheck": with_expressions({"TableName": self.name, "Key": to_item(key)},
                                                     condition=condition)}
 
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Optional
 from chalicelib.domain.errors import Conflict, PayloadTooLarge, StaleRecord
 from chalicelib.domain.tracking.records import Experiment
 from chalicelib.store import keys
-from chalicelib.store.dynamo import Condition, SortRange, Table, TransactionCancelled
+from chalicelib.store.dynamo import Table, TransactionCancelled
+from chalicelib.store.expressions import Condition, SortRange
 
 if TYPE_CHECKING:
     from chalicelib.store.directory import Directory

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from chalicelib.domain.tracking.codec import (
     Bucket,
@@ -28,7 +28,10 @@ from chalicelib.domain.tracking.codec import (
 )
 from chalicelib.domain.tracking.metrics import Chunk, MetricPoint, sort_unique
 from chalicelib.store import keys
-from chalicelib.store.dynamo import Condition, SortRange, Table
+from chalicelib.store.expressions import Condition, SortRange
+
+if TYPE_CHECKING:
+    from chalicelib.store.dynamo import Table
 
 INLINE_POINTS = 32  # smaller chunks live in the catalog item itself
 FINE_BUCKETS = 16

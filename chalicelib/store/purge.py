@@ -29,7 +29,8 @@ from chalicelib.domain.purge import Candidate, CursorTaken, Removed
 from chalicelib.domain.tracking.records import DELETED
 from chalicelib.store import keys
 from chalicelib.store.directory import owned_by
-from chalicelib.store.dynamo import Condition, ConditionFailed, SortRange, Table, TransactionCancelled
+from chalicelib.store.dynamo import ConditionFailed, Table, TransactionCancelled
+from chalicelib.store.expressions import Condition, SortRange
 from chalicelib.store.runs import BY_EXPERIMENT
 
 if TYPE_CHECKING:

@@ -13,15 +13,8 @@ from chalicelib.domain.errors import Conflict, StaleRecord, Throttled
 from chalicelib.domain.tracking.metrics import MetricPoint, SeriesState, advanced
 from chalicelib.domain.tracking.records import ACTIVE, Run
 from chalicelib.store import keys
-from chalicelib.store.dynamo import (
-    TRANSACTION_LIMIT,
-    Condition,
-    ConditionFailed,
-    Index,
-    SortRange,
-    Table,
-    TransactionCancelled,
-)
+from chalicelib.store.dynamo import TRANSACTION_LIMIT, ConditionFailed, Table, TransactionCancelled
+from chalicelib.store.expressions import Condition, Index, SortRange
 
 if TYPE_CHECKING:
     from chalicelib.store.directory import Directory

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, Optional
 from chalicelib.domain.errors import Conflict
 from chalicelib.domain.simulation.records import RunControl, SimExperiment, SimStatus, StoredConfig
 from chalicelib.store import keys
-from chalicelib.store.dynamo import Condition, ConditionFailed, SortRange, Table, TransactionCancelled, Update
+from chalicelib.store.dynamo import ConditionFailed, Table, TransactionCancelled
+from chalicelib.store.expressions import Condition, SortRange, Update
 
 if TYPE_CHECKING:
     from chalicelib.store.directory import Directory
