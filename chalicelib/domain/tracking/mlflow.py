@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 from chalicelib.domain.clock import parse_iso
 from chalicelib.domain.errors import InvalidInput, NotFound
-from chalicelib.domain.tracking import mlflow_search
 from chalicelib.domain.tracking.models import ExperimentCreate, ExperimentPatch, LogBatch, RunCreate
 from chalicelib.domain.tracking.records import ACTIVE, DELETED, Artifact, Experiment, Run
 from chalicelib.domain.validation import validated
 
 if TYPE_CHECKING:
     from chalicelib.domain.tokens import PageTokens
+    from chalicelib.domain.tracking import mlflow_search
     from chalicelib.domain.tracking.artifacts import ArtifactService
     from chalicelib.domain.tracking.experiments import ExperimentService
     from chalicelib.domain.tracking.history import HistoryService
@@ -47,7 +47,12 @@ def epoch_ms(text: Optional[str]) -> Optional[int]:
     return None if text is None else int(parse_iso(text).timestamp() * 1000)
 
 
+# mlflow_search (the filter language) is imported by the searches that use it: a function that serves other
+# routes does not load it on its cold start
+
 def run_searchable(run: Run) -> mlflow_search.Searchable:
+    from chalicelib.domain.tracking import mlflow_search
+
     return mlflow_search.Searchable(
         attributes={"run_id": run.id, "run_name": run.name, "status": run.status,
                     "start_time": epoch_ms(run.start_time), "end_time": epoch_ms(run.end_time),
@@ -57,6 +62,8 @@ def run_searchable(run: Run) -> mlflow_search.Searchable:
 
 
 def experiment_searchable(exp: Experiment) -> mlflow_search.SearchableExperiment:
+    from chalicelib.domain.tracking import mlflow_search
+
     return mlflow_search.SearchableExperiment(
         attributes={"experiment_id": exp.id, "name": exp.name, "creation_time": epoch_ms(exp.created_at),
                     "last_update_time": epoch_ms(exp.updated_at), "lifecycle_stage": exp.lifecycle_stage},
@@ -138,6 +145,8 @@ class MlflowTracking:
                            order_by: Sequence[str], max_results: Optional[int], page_token: Optional[str]) -> Page:
         view = _view_type(view_type)
         size = _page_size(max_results, DEFAULT_EXPERIMENTS_PAGE, MAX_EXPERIMENTS_PAGE)
+        from chalicelib.domain.tracking import mlflow_search
+
         matches = mlflow_search.parse_experiment_filter(filter_string).matches
         sort_key = mlflow_search.experiment_sort_key(list(order_by))
         scope = f"mlflow-experiments|{tenant_id}|{view}|{filter_string}|{list(order_by)}"
@@ -232,6 +241,8 @@ class MlflowTracking:
         """
         view = _view_type(view_type)
         size = _page_size(max_results, DEFAULT_RUNS_PAGE, MAX_RUNS_PAGE)
+        from chalicelib.domain.tracking import mlflow_search
+
         matches = mlflow_search.parse_run_filter(filter_string).matches
         sort_key = mlflow_search.run_sort_key(list(order_by))
         ids = [self.experiment_id(tenant_id, e) for e in experiment_ids]
