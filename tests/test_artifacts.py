@@ -290,12 +290,10 @@ def test_an_experiment_may_keep_its_artifacts_in_another_folder_of_its_tenants_s
     assert registered.payload["outcome"] == "registered"
     assert set(artifacts(client, run_id)) == {"notes.txt", "big/model.bin"}
 
-    for case, bad in {"another tenant's space": f"s3://{bucket}/tenants/tenant-b/x",
-                      "another bucket": "s3://elsewhere/tenants/tenant-a/x",
-                      "not s3": "file:///tmp/artifacts"}.items():
-        with subtests.test(case):  # a place the tenant may not write to
-            assert_error(send(client, "post", EXPERIMENTS, {"name": f"bad {case}", "artifact_location": bad}), 403)
     for case, bad in {
+        "another tenant's space": f"s3://{bucket}/tenants/tenant-b/x",
+        "another bucket": "s3://elsewhere/tenants/tenant-a/x",
+        "not s3": "file:///tmp/artifacts",
         "the tenant's root itself": f"s3://{bucket}/tenants/tenant-a/",
         "a path that climbs out": f"s3://{bucket}/tenants/tenant-a/a/../../tenant-b",
         "an empty segment": f"s3://{bucket}/tenants/tenant-a/a//b",

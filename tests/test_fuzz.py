@@ -72,9 +72,8 @@ DEFECTS = [
                "GET /api/v1/experiments/runs/{run_id}/artifacts/download",
                "POST /api/v1/experiments/runs/{run_id}/log-artifact"), fixed=True),
     Defect("body-schemas", "body schemas left out what the models check: key patterns (patternProperties let "
-           "any other key through), at least one field, media types; a location outside the tenant's space "
-           "was a 400 rather than a 403", frozenset({SCHEMA_VALID_REJECTED}), among(
-               "POST /api/v1/experiments", "PATCH /api/v1/experiments/{experiment_id}",
+           "any other key through), at least one field, media types", frozenset({SCHEMA_VALID_REJECTED}), among(
+               "PATCH /api/v1/experiments/{experiment_id}",
                "POST /api/v1/experiments/runs", "POST /api/v1/experiments/runs/{run_id}/artifact-uploads",
                "POST /api/v1/experiments/runs/{run_id}/log-metrics",
                "POST /api/v1/experiments/runs/{run_id}/log-params"), fixed=True),
@@ -87,6 +86,9 @@ DEFECTS = [
     Defect("config-content", "a config's content is checked by its kind's rules (the engine's classes and "
            "their parameters, distributions, a map file that must exist in the tenant's folder); the document "
            "describes it as an object", frozenset({SCHEMA_VALID_REJECTED}), among(*CONFIG_ROUTES)),
+    Defect("tenant-artifact-space", "an artifact_location must lie in the caller's own artifact space (its "
+           "tenant id in the path): no schema can say which, and the reference asks for a 400 saying why",
+           frozenset({SCHEMA_VALID_REJECTED}), among("POST /api/v1/experiments")),
     Defect("step-order", "start_step after end_step is a 400: JSON Schema cannot compare two parameters",
            frozenset({SCHEMA_VALID_REJECTED}), among("GET /api/v1/experiments/runs/{run_id}/metrics/{key}")),
     Defect("batch-duplicates", "a log-batch naming one param or tag twice is a 400 (MLflow's rule): uniqueItems "

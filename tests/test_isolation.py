@@ -299,7 +299,7 @@ PAYLOADS: dict[tuple[str, str], Payload] = {
     ("POST", EXPERIMENTS): Payload(  # the artifact location of another tenant's experiment
         lambda w, o, c: as_json({"name": "intruder"} if o == c else
                                 {"name": "intruder", "artifact_location": w.artifact_locations[o]}),
-        names=("artifact_location",), foreign=frozenset({403}), unknown=None),
+        names=("artifact_location",), foreign=frozenset({400}), unknown=None),
     # artifact paths climbing out of the caller's run into tenant-a's
     ("POST", RUNS + "/{run_id}/log-artifact"): Payload(
         lambda w, o, c: multipart(b"hijacked", "hijack.txt", query=f"artifact_path={_artifact_dir(w, o, c)}"),

@@ -30,8 +30,8 @@ def post(client, path: str, raw: str):
 
 def test_create_experiment_with_the_reference_body(client):
     placeholder = post(client, EXPERIMENTS, CREATE_EXPERIMENT)
-    # "s3://..." is no place in this tenant's artifact space: a 403 that says where artifacts may go
-    assert placeholder.status_code == 403, placeholder.body
+    # "s3://..." is no place in this tenant's artifact space: a 400 that says where artifacts may go
+    assert placeholder.status_code == 400, placeholder.body
     detail = json.loads(placeholder.body)["detail"]
     assert "artifact_location" in detail and "tenants/tenant-a/" in detail
 

@@ -44,14 +44,13 @@ class ArtifactLayout:
     def experiment_location(self, tenant_id: str, experiment_id: str, requested: Optional[str]) -> str:
         """The experiment's location: Agora's default, or `requested` if it lies in the tenant's own space.
 
-        A PermissionError when it lies outside the tenant's space (another tenant's, another bucket); a ValueError
-        says why one inside it cannot be used.
+        A ValueError says why a requested location cannot be used.
         """
         if requested is None:
             return self._uri(keys.experiment_prefix(tenant_id, experiment_id))
         root = self._uri(keys.tenant_artifact_root(tenant_id))
         if not requested.startswith(root):
-            raise PermissionError(f"artifact_location must lie in this tenant's artifact space, {root}...; "
+            raise ValueError(f"artifact_location must lie in this tenant's artifact space, {root}...; "
                              f"got {requested!r}")
         inside = requested[len(root):].rstrip("/")
         if not inside:

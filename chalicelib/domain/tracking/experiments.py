@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
 from chalicelib.domain.clock import new_id, now_iso
-from chalicelib.domain.errors import Conflict, Forbidden, InvalidInput, StaleRecord
+from chalicelib.domain.errors import Conflict, InvalidInput, StaleRecord
 from chalicelib.domain.ownership import Owners, not_found_or_forbidden
 from chalicelib.domain.paging import check_page
 from chalicelib.domain.tracking.records import ACTIVE, DELETED, LIFECYCLE_STAGES, Experiment
@@ -22,8 +22,7 @@ class ArtifactLocations(Protocol):
     """Where artifacts go (implemented by chalicelib.store.artifacts.ArtifactLayout): the store owns the layout."""
 
     def experiment_location(self, tenant_id: str, experiment_id: str, requested: Optional[str]) -> str:
-        """The experiment's location URI; a PermissionError when `requested` lies outside the tenant's space, a
-        ValueError says why one inside it cannot be used."""
+        """The experiment's location URI; a ValueError says why `requested` cannot be used."""
 
     def run_location(self, experiment_location: str, run_id: str) -> str: ...
 
@@ -39,8 +38,6 @@ class ExperimentService:
         now = now_iso()
         try:
             location = self.locations.experiment_location(tenant_id, experiment_id, request.artifact_location)
-        except PermissionError as exc:
-            raise Forbidden(str(exc)) from exc
         except ValueError as exc:
             raise InvalidInput(str(exc)) from exc
         exp = Experiment(
