@@ -47,13 +47,8 @@ def among(*operations: str) -> Callable[[str], bool]:
     return frozenset(operations).__contains__
 
 
-CONFIG_ROUTES = ("POST /api/agent-configs", "POST /api/llm-configs", "POST /api/map-configs",
-                 "POST /api/workflow-configs", "POST /api/surveys", "POST /api/agent-templates",
-                 "PUT /api/agent-configs/{config_id}", "PUT /api/llm-configs/{config_id}",
-                 "PUT /api/map-configs/{config_id}", "PUT /api/workflow-configs/{config_id}",
-                 "PUT /api/surveys/{config_id}", "PUT /api/agent-templates/{template_id}")
 DEFECTS = [
-    # fixed: kept as guards
+    # all fixed: kept as guards (the rules no schema can state are allowed their 400 in fuzz/schemathesis.toml)
     Defect("trace-501", "the local stack answered TRACE (and QUERY, CONNECT) with 501 text/html "
            "(BaseHTTPRequestHandler has no do_TRACE), where every other undeclared method gets 405, an Allow "
            "header and {detail}", frozenset({SERVER_ERROR, UNDECLARED_METHOD}),
@@ -82,21 +77,6 @@ DEFECTS = [
                "POST /api/experiments/{experiment_id}/agents/{agent_id}/dialog",
                "POST /api/experiments/{experiment_id}/agents/{agent_id}/survey",
                "POST /api/map-configs/{config_id}/temp-link"), fixed=True),
-    # open: rules that a JSON Schema cannot state, each refused with a 400 that says which
-    Defect("config-content", "a config's content is checked by its kind's rules (the engine's classes and "
-           "their parameters, distributions, a map file that must exist in the tenant's folder); the document "
-           "describes it as an object", frozenset({SCHEMA_VALID_REJECTED}), among(*CONFIG_ROUTES)),
-    Defect("tenant-artifact-space", "an artifact_location must lie in the caller's own artifact space (its "
-           "tenant id in the path): no schema can say which, and the reference asks for a 400 saying why",
-           frozenset({SCHEMA_VALID_REJECTED}), among("POST /api/v1/experiments")),
-    Defect("step-order", "start_step after end_step is a 400: JSON Schema cannot compare two parameters",
-           frozenset({SCHEMA_VALID_REJECTED}), among("GET /api/v1/experiments/runs/{run_id}/metrics/{key}")),
-    Defect("batch-duplicates", "a log-batch naming one param or tag twice is a 400 (MLflow's rule): uniqueItems "
-           "compares whole objects, not their keys", frozenset({SCHEMA_VALID_REJECTED}),
-           among("POST /api/v1/experiments/runs/{run_id}/log-batch")),
-    Defect("stateful-unique-items", "schemathesis's stateful links fill every item of run_ids with the one run "
-           "id they carry, although the schema says uniqueItems: the 400 names the duplicate",
-           frozenset({SCHEMA_VALID_REJECTED}), among("POST /api/v1/experiments/runs/compare")),
 ]
 
 
