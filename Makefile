@@ -71,6 +71,7 @@ BENCH_PEERS := $(filter mlflow fasttrackml,$(subst $(BENCH_COMMA), ,$(or $(SYSTE
 BENCH_ARGS ?=
 bench: $(STAMP) $(foreach peer,$(BENCH_PEERS),$(BENCH_VENVS)/$(peer)/.installed)
 	@$(PY) -m bench.compare $(if $(filter-out 0,$(FAST)),--fast) $(if $(SYSTEMS),--systems $(SYSTEMS)) $(BENCH_ARGS)
+	@$(PY) -m bench.mlflow_client $(if $(filter-out 0,$(FAST)),--rounds 1 --runs 5)
 	@AGORA_BENCH_SIM_QUICK=$(if $(filter-out 0,$(FAST)),1,0) $(PY) -m bench.sim_throughput
 
 $(BENCH_VENVS)/mlflow/.installed: bench/peers/requirements-mlflow.txt
