@@ -59,7 +59,9 @@ class HistoryService:
             read_from = start_step
         else:
             read_from = after.step if start_step is None else max(after.step, start_step)
-        enough = limit + 1
+        # one more than a page (whether more follow), and after a cursor one more again: the read starts at the
+        # cursor's own step, so the cursor's point comes back and is dropped
+        enough = limit + 1 if after is None else limit + 2
         while True:  # points at the cursor's own step come back again: ask for more until the page fills
             points, more = self.chunks.read(tenant_id, run_id, key, read_from, end_step, enough=enough, span=span)
             if after is not None:

@@ -48,9 +48,26 @@ class MetricPoint:
 
 
 def sort_unique(points: Iterable[MetricPoint]) -> list[MetricPoint]:
-    """Points in (step, timestamp, value) order with identical points kept once."""
-    unique = {point.identity: point for point in points}
-    return sorted(unique.values(), key=lambda p: (p.order, p.identity))
+    """Points in (step, timestamp, value) order with identical points kept once (ties of the order, such as NaN
+    and -Infinity at one step and time, by identity).
+
+    Identical points have the same order, so only runs of equal order are compared by identity; a series
+    without such runs (nearly every one) is sorted once and no point's value is printed.
+    """
+    decorated = sorted((point.order, index, point) for index, point in enumerate(points))
+    result: list[MetricPoint] = []
+    start = 0
+    while start < len(decorated):
+        end = start + 1
+        while end < len(decorated) and decorated[end][0] == decorated[start][0]:
+            end += 1
+        if end == start + 1:
+            result.append(decorated[start][2])
+        else:
+            tied = {point.identity: point for _, _, point in decorated[start:end]}
+            result.extend(sorted(tied.values(), key=lambda p: p.identity))
+        start = end
+    return result
 
 
 def latest(points: Iterable[MetricPoint]) -> MetricPoint | None:
