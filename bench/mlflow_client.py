@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import statistics
 import sys
@@ -73,7 +74,8 @@ def main(argv: list[str]) -> int:
         for round_number in range(args.rounds):
             order = list(systems)[round_number % 2:] + list(systems)[:round_number % 2]
             for name in order:
-                timings = workload(servers[name].url, systems[name][1], args.runs, args.steps)
+                with contextlib.redirect_stdout(io.StringIO()):  # the client prints a "View run" link per run
+                    timings = workload(servers[name].url, systems[name][1], args.runs, args.steps)
                 results[name].append(timings)
                 print(f"[round {round_number + 1}/{args.rounds}] {name}: "
                       + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()), file=sys.stderr, flush=True)
