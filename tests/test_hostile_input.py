@@ -102,3 +102,29 @@ def test_an_experiment_holds_its_documented_tag_limits(client):
     ok(send(client, "delete", f"{EXPERIMENTS}/{exp_id}"))
     ok(send(client, "post", f"{EXPERIMENTS}/{exp_id}/restore"))
     assert len(get_ok(client, f"{EXPERIMENTS}/{exp_id}")["tags"]) == 99
+
+
+def test_doubles_beyond_dynamodb_numbers_are_kept_exactly(client):
+    """A double nearer zero than DynamoDB's numbers reach (1e-130), or beyond 9.9e125, is a valid metric value:
+    it is stored and read back exactly (it once made the latest value's sort number underflow: a 500)."""
+    exp = ok(send(client, "post", EXPERIMENTS, {"name": "extreme doubles"}), 201)["id"]
+    run = ok(send(client, "post", RUNS, {"experiment_id": exp}), 201)["id"]
+    values = {"tiny": 7.673050986421811e-214, "negative tiny": -3.528352362863064e-186, "subnormal": 5e-324,
+              "huge": 1.7e308, "negative huge": -3.5e186}
+    for step, (name, value) in enumerate(values.items()):
+        ok(send(client, "post", f"{RUNS}/{run}/log-metrics", {"metrics": {name.replace(" ", "_"): value},
+                                                               "step": step}))
+        ok(send(client, "post", f"{RUNS}/{run}/log-batch",
+                {"metrics": [{"key": "all", "value": value, "step": step}]}))
+    latest = get_ok(client, f"{RUNS}/{run}")["metrics"]
+    assert {k: m["value"] for k, m in latest.items() if k != "all"} == \
+        {name.replace(" ", "_"): value for name, value in values.items()}
+    points = get_ok(client, f"{RUNS}/{run}/metrics/all")["points"]
+    assert [p["value"] for p in points] == list(values.values())
+
+
+def test_an_empty_number_in_the_query_is_400(client):
+    for path in ("/api/v1/experiments?limit=", "/api/experiments?skip=", "/api/bills?limit="):
+        response = client.http.get(path, headers=auth())
+        assert response.status_code == 400 and "empty" in json.loads(response.body)["detail"], path
+    assert client.http.get("/api/v1/experiments?search=", headers=auth()).status_code == 200  # a string may be

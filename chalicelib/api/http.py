@@ -59,7 +59,8 @@ class Query:
     (`schema`), and `Request.param` parses it by the same declaration, so the two cannot drift.
 
     `type` is "string", "integer" (a whole number, else 400 "<name> must be a whole number") or "number".
-    A parameter that is absent or empty is `required`'s 400 (`missing`) or the view's default. The bounds,
+    A parameter that is absent (or a string left empty) is `required`'s 400 (`missing`) or the view's default; an
+    empty number is a 400. The bounds,
     `enum` and `pattern` say what the view's service checks (from the same constants); they are not
     checked a second time here, so each keeps its own message.
     """
@@ -88,7 +89,11 @@ class Query:
         return schema
 
     def parse(self, text: Optional[str]) -> Any:
-        """The value of `text` (None when absent or empty), by the declared type."""
+        """The value of `text` by the declared type: None when absent (or an empty string parameter left empty);
+        an empty number is no number (400)."""
+        if text == "" and self.type != "string":
+            raise InvalidInput(f"{self.name} must be a {'whole number' if self.type == 'integer' else 'number'}, "
+                               "got an empty value")
         if text is None or text == "":
             if self.required:
                 raise InvalidInput(self.missing or f"query parameter {self.name} is required")

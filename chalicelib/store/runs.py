@@ -23,6 +23,7 @@ BY_EXPERIMENT = Index(keys.BY_EXPERIMENT, "gsi1pk", "gsi1sk")
 RUNS_OF_EXPERIMENT = Index(keys.RUNS_OF_EXPERIMENT, "gsi2pk", "gsi2sk")
 SERIES_ATTEMPTS = 8  # rounds of re-reading series records other requests wrote meanwhile
 _DYNAMO_MAX = Decimal("9.7e125")  # DynamoDB numbers stop short of 1e126; doubles go to 1.8e308
+_DYNAMO_MIN = Decimal("1e-130")  # and the smallest magnitude they hold; doubles go to 5e-324
 
 
 def value_order(value: float) -> Decimal:
@@ -31,7 +32,10 @@ def value_order(value: float) -> Decimal:
         return -_DYNAMO_MAX - 2
     if math.isinf(value):
         return _DYNAMO_MAX + 1 if value > 0 else -_DYNAMO_MAX - 1
-    return max(-_DYNAMO_MAX, min(_DYNAMO_MAX, Decimal(repr(value))))
+    number = Decimal(repr(value))
+    if number and abs(number) < _DYNAMO_MIN:  # nearer zero than DynamoDB's numbers go: the nearest of them
+        return _DYNAMO_MIN.copy_sign(number)
+    return max(-_DYNAMO_MAX, min(_DYNAMO_MAX, number))
 
 
 def _index(run: Run, sk: str) -> dict[str, str]:
