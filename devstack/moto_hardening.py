@@ -334,9 +334,10 @@ def _serialize_item_answers_directly() -> None:
     @functools.wraps(serialized)
     def direct(self: DynamoHandler, action_result: Any) -> Any:
         result = action_result.result
-        if isinstance(result, dict) and self._get_action() in ITEM_ACTIONS:
+        action = self._get_action()
+        if isinstance(result, dict) and action in ITEM_ACTIONS:
             try:
-                body = item_answer_body(self._get_action(), result)
+                body = item_answer_body(action, result)
             except TypeError:
                 return serialized(self, action_result)
             return 200, {"Content-Type": "application/x-amz-json-1.0", **self.response_headers}, body

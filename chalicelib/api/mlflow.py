@@ -9,7 +9,7 @@ rules chalicelib.domain.tracking.mlflow's.
 from __future__ import annotations
 
 import mimetypes
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from chalice import Response
 
@@ -18,6 +18,9 @@ from chalicelib.api.http import Api, Request, redirect
 from chalicelib.api.tracking_artifacts import MAX_DIRECT_UPLOAD_BYTES
 from chalicelib.domain.errors import Conflict, InvalidInput, NotFound
 from chalicelib.wiring import services
+
+if TYPE_CHECKING:
+    from chalicelib.domain.tracking.records import Run
 
 api = Api(__name__, errors=wire.error_response, documented=False)
 mlflow_bp = api.blueprint
@@ -283,7 +286,7 @@ def list_artifacts(request: Request) -> Response:
     fields = wire.query(request)
     run_id = _run_id(fields)
     run = _mlflow().get_run(_tenant(request), run_id)
-    entries = _mlflow().list_artifacts(_tenant(request), run_id, _folder(fields.get("path")))
+    entries = _mlflow().artifact_folder(run, _folder(fields.get("path")))
     answer: dict[str, Any] = {"root_uri": wire.artifact_root(run)}
     if entries:
         answer["files"] = [wire.file_info(e) for e in entries]
@@ -305,12 +308,13 @@ def _folder(path: Any) -> str:
     return path.strip("/")
 
 
-def _run_path(request: Request, experiment_id: str, run_id: str, parts: tuple[str, ...]) -> tuple[str, str]:
-    """(run id, artifact path) of an mlflow-artifacts URL; the run must be the tenant's, of that experiment."""
+def _run_path(request: Request, experiment_id: str, run_id: str, parts: tuple[str, ...]) -> tuple[Run, str]:
+    """(run, artifact path) of an mlflow-artifacts URL; the run must be the tenant's, of that experiment. The run
+    is read once, here, for the whole request."""
     run = _mlflow().get_run(_tenant(request), run_id)
     if run.experiment_id != experiment_id:
         raise NotFound(f"No such artifact: '{experiment_id}/{run_id}/artifacts/{'/'.join(parts)}'")
-    return run.id, _folder("/".join(parts))
+    return run, _folder("/".join(parts))
 
 
 def _artifact_route(view: Callable[..., Response], methods: tuple[str, ...]) -> None:
@@ -329,7 +333,7 @@ def _artifact_route(view: Callable[..., Response], methods: tuple[str, ...]) -> 
 
 def upload_artifact(request: Request, experiment_id: str, run_id: str, parts: tuple[str, ...]) -> Response:
     """The client's upload of one file (its bytes as the body), bounded by what a function call carries."""
-    run_id, path = _run_path(request, experiment_id, run_id, parts)
+    run, path = _run_path(request, experiment_id, run_id, parts)
     data = request.raw.raw_body or b""
     if len(data) > MAX_DIRECT_UPLOAD_BYTES:
         raise InvalidInput(f"the file is {len(data)} bytes; uploads through the API take at most "
@@ -337,17 +341,17 @@ def upload_artifact(request: Request, experiment_id: str, run_id: str, parts: tu
                            "artifact-uploads, straight to S3)")
     content_type = request.raw.headers.get("content-type") or mimetypes.guess_type(path)[0] or \
         "application/octet-stream"
-    services().artifacts.upload(_tenant(request), run_id, path, data, content_type)
+    services().artifacts.upload_to(run, path, data, content_type)
     return Response(body="", status_code=200)
 
 
 def download_artifact(request: Request, experiment_id: str, run_id: str, parts: tuple[str, ...]) -> Response:
     """A file of the run: a redirect to a short-lived S3 URL (the bytes never pass through the function)."""
-    run_id, path = _run_path(request, experiment_id, run_id, parts)
+    run, path = _run_path(request, experiment_id, run_id, parts)
     try:
-        return redirect(services().artifacts.download_url(_tenant(request), run_id, path))
+        return redirect(services().artifacts.download_url_of(run, path))
     except NotFound:
-        if _mlflow().list_artifacts(_tenant(request), run_id, path):
+        if _mlflow().artifact_folder(run, path):
             raise InvalidInput(f"Artifact path refers to a directory, not a file: '{'/'.join(parts)}'") from None
         raise NotFound(f"No such artifact: '{experiment_id}/{run_id}/artifacts/{path}'") from None
 
@@ -363,8 +367,8 @@ def list_artifact_folder(request: Request) -> Response:
     parts = path.split("/") if path else []
     if len(parts) < 3 or parts[2] != "artifacts":
         raise InvalidInput("path must be <experiment id>/<run id>/artifacts[/<folder>]")
-    run_id, folder = _run_path(request, parts[0], parts[1], tuple(parts[3:]))
-    entries = _mlflow().list_artifacts(_tenant(request), run_id, folder)
+    run, folder = _run_path(request, parts[0], parts[1], tuple(parts[3:]))
+    entries = _mlflow().artifact_folder(run, folder)
     if not entries:
         return wire.respond({})
     return wire.respond({"files": [wire.file_info(e, e.path.rsplit("/", 1)[-1]) for e in entries]})

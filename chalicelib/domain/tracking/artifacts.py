@@ -40,20 +40,28 @@ class ArtifactService:
     store: ArtifactStore  # the artifact records of runs and their objects in S3
 
     def upload(self, tenant_id: str, run_id: str, path: str, data: bytes, content_type: str) -> Artifact:
-        run = self.runs.require_writable(tenant_id, run_id)
+        return self.upload_to(self.runs.get(tenant_id, run_id), path, data, content_type)
+
+    def upload_to(self, run: Run, path: str, data: bytes, content_type: str) -> Artifact:
+        """`upload` to a run the caller has read already."""
+        self.runs.check_writable(run)
         info = self.store.put_object(run, path, data, content_type)
         artifact = Artifact(path=path, size=info.size, last_modified=iso(info.last_modified_ms), checksum=info.checksum)
         self.store.record(run, artifact)
         return artifact
 
     def list_artifacts(self, tenant_id: str, run_id: str) -> list[Artifact]:
-        run = self.runs.get(tenant_id, run_id)
+        return self.artifacts_of(self.runs.get(tenant_id, run_id))
+
+    def artifacts_of(self, run: Run) -> list[Artifact]:
         return sorted(self.store.records(run), key=lambda a: a.path)
 
     def download_url(self, tenant_id: str, run_id: str, path: str) -> str:
-        run = self.runs.get(tenant_id, run_id)
+        return self.download_url_of(self.runs.get(tenant_id, run_id), path)
+
+    def download_url_of(self, run: Run, path: str) -> str:
         if self.store.find(run, path) is None:
-            raise NotFound(f"run {run_id} has no artifact {path!r}")
+            raise NotFound(f"run {run.id} has no artifact {path!r}")
         return self.store.download_url(run, path)
 
     def upload_form(self, tenant_id: str, run_id: str, path: str, content_type: str) -> dict:

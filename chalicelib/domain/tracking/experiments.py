@@ -83,6 +83,10 @@ class ExperimentService:
                 raise
             return found
 
+    def every_experiment(self, tenant_id: str) -> list[Experiment]:
+        """All of the tenant's experiments, active and deleted (one Query; MLflow's searches filter them)."""
+        return self.store.list_experiments(tenant_id)
+
     def search(self, tenant_id: str, search: Optional[str], lifecycle_stage: str, limit: int,
                offset: int) -> tuple[list[Experiment], int]:
         if lifecycle_stage not in LIFECYCLE_STAGES:

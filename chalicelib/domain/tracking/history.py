@@ -12,6 +12,7 @@ from chalicelib.domain.tracking.metrics import MetricPoint, downsample, sort_uni
 
 if TYPE_CHECKING:
     from chalicelib.domain.tokens import PageTokens
+    from chalicelib.domain.tracking.records import Run
     from chalicelib.domain.tracking.runs import RunService
     from chalicelib.store.metric_chunks import MetricChunkStore
 
@@ -20,6 +21,12 @@ MAX_PAGE = 25_000
 MAX_POINTS = 10_000
 EXACT_DOWNSAMPLE_POINTS = 20_000  # ~200 KB of stored points: up to here a downsample reads the points
 
+
+
+def _scope(tenant_id: str, run_id: str, key: str, start_step: Optional[int], end_step: Optional[int],
+           limit: int) -> str:
+    """What a page token is bound to: a token of one listing is refused by any other."""
+    return f"history|{tenant_id}|{run_id}|{key}|{start_step}|{end_step}|{limit}"
 
 @dataclass
 class HistoryService:
@@ -30,6 +37,20 @@ class HistoryService:
     def read(self, tenant_id: str, run_id: str, key: str, *, start_step: Optional[int] = None,
              end_step: Optional[int] = None, page_token: Optional[str] = None, limit: int = DEFAULT_PAGE,
              max_points: Optional[int] = None) -> dict:
+        """A page of the run's `key`, or its downsampled window (the request checked before the run is read)."""
+        self._check(key, start_step, end_step, page_token, limit, max_points)
+        after = self._position(_scope(tenant_id, run_id, key, start_step, end_step, limit), page_token)
+        return self._page(self.runs.get(tenant_id, run_id), key, start_step, end_step, after, limit, max_points)
+
+    def read_of(self, run: Run, key: str, *, start_step: Optional[int] = None, end_step: Optional[int] = None,
+                page_token: Optional[str] = None, limit: int = DEFAULT_PAGE, max_points: Optional[int] = None) -> dict:
+        """`read` of a run the caller has read already (MLflow's routes, which answer an unknown key themselves)."""
+        self._check(key, start_step, end_step, page_token, limit, max_points)
+        after = self._position(_scope(run.tenant_id, run.id, key, start_step, end_step, limit), page_token)
+        return self._page(run, key, start_step, end_step, after, limit, max_points)
+
+    def _check(self, key: str, start_step: Optional[int], end_step: Optional[int], page_token: Optional[str],
+               limit: int, max_points: Optional[int]) -> None:
         try:
             rules.check_key(key, "metric key")
         except ValueError as exc:
@@ -46,9 +67,10 @@ class HistoryService:
             check_limit(max_points, max_limit=MAX_POINTS, name="max_points")
             if page_token:
                 raise InvalidInput("page_token cannot be combined with max_points: a downsampled history is one page")
-        scope = f"history|{tenant_id}|{run_id}|{key}|{start_step}|{end_step}|{limit}"
-        after = self._position(scope, page_token)
-        run = self.runs.get(tenant_id, run_id)
+
+    def _page(self, run: Run, key: str, start_step: Optional[int], end_step: Optional[int],
+              after: Optional[MetricPoint], limit: int, max_points: Optional[int]) -> dict:
+        tenant_id, run_id = run.tenant_id, run.id
         if key not in run.latest:
             raise NotFound(f"run {run_id} has no metric {key!r}")
         span = run.series[key].span if key in run.series else None
@@ -73,7 +95,8 @@ class HistoryService:
         page = points[:limit]
         next_token = None
         if len(points) > limit:
-            next_token = self.tokens.encode(scope, {"row": page[-1].to_row()})
+            next_token = self.tokens.encode(_scope(tenant_id, run_id, key, start_step, end_step, limit),
+                                            {"row": page[-1].to_row()})
         return {"key": key, "points": [p.to_json() for p in page], "next_page_token": next_token}
 
     def _downsampled(self, tenant_id: str, run_id: str, key: str, start_step: Optional[int],

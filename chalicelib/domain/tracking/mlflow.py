@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 from chalicelib.domain.clock import parse_iso
 from chalicelib.domain.errors import InvalidInput, NotFound
 from chalicelib.domain.tracking.models import ExperimentCreate, ExperimentPatch, LogBatch, RunCreate
-from chalicelib.domain.tracking.records import ACTIVE, DELETED, Artifact, Experiment, Run
+from chalicelib.domain.tracking.records import ACTIVE, Experiment, Run
 from chalicelib.domain.validation import validated
 
 if TYPE_CHECKING:
@@ -135,8 +135,8 @@ class MlflowTracking:
             return self.experiments.ensure(tenant_id, name, "")
         found = self.experiments.active_by_name(tenant_id, name)
         if found is None:
-            deleted, _ = self.experiments.search(tenant_id, None, DELETED, 1_000, 0)
-            found = next((e for e in deleted if e.name == name), None)
+            deleted = [e for e in self.experiments.every_experiment(tenant_id) if not e.active and e.name == name]
+            found = max(deleted, key=lambda e: (e.created_at, e.id), default=None)
         if found is None:
             raise NotFound(f"Could not find experiment with name '{name}'")
         return found
@@ -151,21 +151,14 @@ class MlflowTracking:
         sort_key = mlflow_search.experiment_sort_key(list(order_by))
         scope = f"mlflow-experiments|{tenant_id}|{view}|{filter_string}|{list(order_by)}"
         offset = self._offset(scope, page_token)
-        self.experiments.ensure(tenant_id, DEFAULT_EXPERIMENT_NAME, "")  # as MLflow's, the list always has it
-        found = [e for stage in (ACTIVE, DELETED) if _in_view(stage, view)
-                 for e in self._all_experiments(tenant_id, stage)]
+        every = self.experiments.every_experiment(tenant_id)
+        if not any(e.active and e.name == DEFAULT_EXPERIMENT_NAME for e in every):  # as MLflow's, the list has it
+            default = self.experiments.ensure(tenant_id, DEFAULT_EXPERIMENT_NAME, "")
+            every += [default] if all(e.id != default.id for e in every) else []
+        found = [e for e in every if _in_view(e.lifecycle_stage, view)]
         ordered = sorted((e for e in found if matches(experiment_searchable(e))),
                          key=lambda e: sort_key(experiment_searchable(e)))
         return self._page(scope, ordered, offset, size)
-
-    def _all_experiments(self, tenant_id: str, stage: str) -> list[Experiment]:
-        offset, every = 0, []
-        while True:
-            page, total = self.experiments.search(tenant_id, None, stage, 1_000, offset)
-            every += page
-            offset += len(page)
-            if offset >= total or not page:
-                return every
 
     def rename_experiment(self, tenant_id: str, experiment_id: str, new_name: str) -> Experiment:
         return self.experiments.update(tenant_id, self.experiment_id(tenant_id, experiment_id),
@@ -267,7 +260,7 @@ class MlflowTracking:
         run = self.runs.get(tenant_id, run_id)
         if key not in run.latest:
             return [], None  # MLflow answers an unknown key with no points
-        page = self.history.read(tenant_id, run_id, key, page_token=page_token, limit=limit)
+        page = self.history.read_of(run, key, page_token=page_token, limit=limit)
         return page["points"], page["next_page_token"]
 
     def history_bulk_interval(self, tenant_id: str, run_ids: Sequence[str], key: str, start_step: Optional[int],
@@ -285,30 +278,23 @@ class MlflowTracking:
             run = self.runs.get(tenant_id, run_id)
             if key not in run.latest:
                 continue
-            page = self.history.read(tenant_id, run_id, key, start_step=start_step, end_step=end_step,
-                                     max_points=max(2, points))
+            page = self.history.read_of(run, key, start_step=start_step, end_step=end_step, max_points=max(2, points))
             found += [(run_id, p) for p in page["points"]]
         return found
 
     # artifacts --------------------------------------------------------------------------------
-    def list_artifacts(self, tenant_id: str, run_id: str, folder: Optional[str]) -> list[ArtifactEntry]:
+    def artifact_folder(self, run: Run, folder: Optional[str]) -> list[ArtifactEntry]:
         """The files and folders directly inside `folder` of the run's artifacts (the root when empty)."""
         prefix = (folder or "").strip("/")
         prefix = f"{prefix}/" if prefix else ""
         entries: dict[str, ArtifactEntry] = {}
-        for artifact in self.artifacts.list_artifacts(tenant_id, run_id):
+        for artifact in self.artifacts.artifacts_of(run):
             if not artifact.path.startswith(prefix):
                 continue
             head, slash, _ = artifact.path[len(prefix):].partition("/")
             path = prefix + head
             entries[path] = ArtifactEntry(path, True) if slash else ArtifactEntry(path, False, artifact.size)
         return [entries[p] for p in sorted(entries)]
-
-    def artifact(self, tenant_id: str, run_id: str, path: str) -> Artifact:
-        found = next((a for a in self.artifacts.list_artifacts(tenant_id, run_id) if a.path == path), None)
-        if found is None:
-            raise NotFound(f"run {run_id} has no artifact {path!r}")
-        return found
 
     # paging -----------------------------------------------------------------------------------
     def _offset(self, scope: str, page_token: Optional[str]) -> int:

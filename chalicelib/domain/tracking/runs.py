@@ -67,9 +67,12 @@ class RunService:
 
     def require_writable(self, tenant_id: str, run_id: str) -> Run:
         """The run, whose experiment must be active: nothing is added to a deleted experiment (409)."""
-        run = self.get(tenant_id, run_id)
+        return self.check_writable(self.get(tenant_id, run_id))
+
+    def check_writable(self, run: Run) -> Run:
+        """`run`, if its experiment is active (else 409)."""
         if not self.writable(run):
-            raise Conflict(f"experiment {run.experiment_id} of run {run_id} is deleted; restore it first")
+            raise Conflict(f"experiment {run.experiment_id} of run {run.id} is deleted; restore it first")
         return run
 
     def writable(self, run: Run) -> bool:
