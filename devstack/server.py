@@ -500,5 +500,7 @@ def banner(stack: LocalStack) -> str:
     if stack.resumed:
         lines.append(f"  resumed    {len(stack.resumed)} simulation(s) that were running")
     lines.append(f"  try        curl -H 'Authorization: Bearer {example_key}' {stack.api_url}/api/v1/experiments")
+    lines.append(f"  mlflow     MLFLOW_TRACKING_URI={stack.api_url} MLFLOW_TRACKING_TOKEN={example_key}; its web UI at "
+                 f"{stack.api_url}/ (the key as the password)")
     lines.append("Ctrl-C stops.")
     return "\n".join(lines)
